@@ -1,0 +1,41 @@
+# Two commands after a clone:  make sweep  (run the main job)  and  make test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SWEEP ?= sweeps/mnist.yaml
+ARGS ?=
+
+.PHONY: setup sweep sweep-offline test lint typecheck unit bench clean
+
+# Re-installs when pyproject.toml changes. pip (not uv) so torch comes from a local wheel cache if one exists.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+sweep: setup  ## run the MNIST sweep on SQLite (downloads MNIST once into ./data)
+	$(BIN)/regsweep launch $(SWEEP) $(ARGS)
+
+sweep-offline: setup  ## the same on scikit-learn's bundled digits: no network, about a minute
+	$(BIN)/regsweep launch sweeps/digits.yaml $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest $(ARGS)
+
+test: lint typecheck unit
+
+bench: setup  ## benchmarks write their figures into BENCHMARKS.md
+	$(BIN)/python benchmarks/epoch_speed.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache regsweep.db regsweep.db-*
