@@ -1,0 +1,45 @@
+"""regsweep: hyperparameter sweeps over the regularizers of a PyTorch MLP, on Optuna."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from regsweep.config import REGULARIZERS, SweepConfig
+from regsweep.errors import ConfigError, DataError, RegsweepError, StorageError, StudyError
+from regsweep.sweepfile import load_sweep
+
+if TYPE_CHECKING:
+    from regsweep.export import load_model
+    from regsweep.launch import launch
+
+
+def __getattr__(name: str) -> Any:
+    # PyTorch takes seconds to import: only what trains (launch) pulls it in, so that
+    # `regsweep validate`, `trials` and every bad-input error answer at once.
+    # launch trains; load_model rebuilds a model: both need it.
+    if name == "launch":
+        from regsweep.launch import launch
+
+        return launch
+    if name == "load_model":
+        from regsweep.export import load_model
+
+        return load_model
+    raise AttributeError(f"module 'regsweep' has no attribute {name!r}")
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGULARIZERS",
+    "ConfigError",
+    "DataError",
+    "RegsweepError",
+    "StorageError",
+    "StudyError",
+    "SweepConfig",
+    "__version__",
+    "launch",
+    "load_model",
+    "load_sweep",
+]

@@ -1,0 +1,279 @@
+"""The ``regsweep`` command: parse, call the library, print. Nothing else lives here.
+
+regsweep launch sweeps/digits.yaml
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import optuna
+import typer
+import yaml
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from regsweep.config import REGULARIZERS, SweepConfig
+from regsweep.errors import RegsweepError, StudyError
+from regsweep.locate import locate, open_existing
+from regsweep.progress import format_params, trials_table
+from regsweep.runner import RunOutcome, Terminated
+from regsweep.storage import redact
+from regsweep.study import CONFIG_ATTR
+from regsweep.sweepfile import load_sweep
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Hyperparameter sweeps over the regularizers of a PyTorch MLP, on Optuna.",
+)
+out = Console()
+err = Console(stderr=True)
+
+# Options shared by several commands.
+SweepArg = Annotated[
+    Path, typer.Argument(metavar="SWEEP.yaml", help="The sweep file (YAML).", show_default=False)
+]
+OptionalSweepArg = Annotated[
+    Path | None,
+    typer.Argument(metavar="SWEEP.yaml", help="A sweep file, for its storage and study name."),
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        metavar="URL",
+        help="Database URL; overrides REGSWEEP_STORAGE and the sweep file.",
+    ),
+]
+StudyOpt = Annotated[str | None, typer.Option("--study", metavar="NAME", help="Study name.")]
+NTrialsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--n-trials", metavar="N", help="Trial budget of the study, all workers together."
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout", metavar="SECONDS", help="Start no new trial after this many seconds."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override any key: --set train.max_epochs=3 (repeatable).",
+    ),
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(fn: F) -> F:
+    """Register ``fn`` as a subcommand whose failures become one line and an exit status.
+
+    Bad input (any :class:`RegsweepError`) exits 2, Ctrl-C 130, SIGTERM 143; a
+    traceback is shown only with ``--debug``.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug", False))
+        _configure_logging(debug)
+        try:
+            return fn(*args, **kwargs)
+        except RegsweepError as exc:
+            if debug:
+                err.print(traceback.format_exc(), markup=False, highlight=False)
+            for line in str(exc).splitlines():
+                err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print(
+                "interrupted: the running trial was marked failed and queued again; "
+                "run the same command to resume"
+            )
+            raise typer.Exit(130) from None
+        except Terminated:
+            err.print("terminated (SIGTERM): the running trial was marked failed and queued again")
+            raise typer.Exit(143) from None
+
+    app.command()(wrapper)
+    return fn
+
+
+def _configure_logging(debug: bool) -> None:
+    optuna.logging.set_verbosity(logging.DEBUG if debug else logging.WARNING)
+    if not debug:
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def sweep_flags(
+    storage: str | None,
+    study: str | None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, object]:
+    return {
+        "study.storage": storage,
+        "study.name": study,
+        "study.n_trials": n_trials,
+        "study.timeout": timeout,
+    }
+
+
+@command
+def launch(
+    sweep: SweepArg,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    n_trials: NTrialsOpt = None,
+    timeout: TimeoutOpt = None,
+    set_: SetOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Create or resume a study and run trials until its budget is reached."""
+    config = load_sweep(
+        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout)
+    )
+    from regsweep.launch import launch as launch_sweep  # imports PyTorch: only when training
+
+    study_obj, outcome = launch_sweep(config, console=err)
+    print_summary(study_obj, outcome, config)
+
+
+def print_summary(study: optuna.Study, outcome: RunOutcome, config: SweepConfig) -> None:
+    trials = study.get_trials(deepcopy=False)
+    table = Table(title=f"study {study.study_name}", title_justify="left", show_header=False)
+    counts = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
+    if outcome.finished:
+        table.add_row("this run", f"{len(outcome.finished)} trials ({outcome.reason})")
+    else:
+        hint = "; raise --n-trials to add more" if outcome.budget_reached else ""
+        table.add_row("this run", f"no trial run: {outcome.reason}{hint}")
+    table.add_row("in study", ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if completed:
+        best = study.best_trial
+        acc = best.user_attrs.get("best_val_accuracy")
+        table.add_row(
+            "best",
+            f"trial {best.number}: val_loss {best.value:.4f}"
+            + (f", val_acc {acc:.2%}" if isinstance(acc, float) else ""),
+        )
+        table.add_row("params", format_params(best.params))
+    out.print(table)
+    out.print(
+        f"watch it: [bold]optuna-dashboard {redact(config.study.storage)}[/]", highlight=False
+    )
+
+
+@command
+def validate(
+    sweep: SweepArg,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    n_trials: NTrialsOpt = None,
+    timeout: TimeoutOpt = None,
+    set_: SetOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Check a sweep file and print the resolved config and worst-case budget; runs nothing."""
+    config = load_sweep(
+        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout)
+    )
+    from regsweep.study import build_pruner, build_sampler, stored_config
+
+    build_sampler(config)  # sampler and pruner options are checked by constructing them
+    build_pruner(config)
+    out.print(Syntax(yaml.safe_dump(stored_config(config), sort_keys=False), "yaml"))
+    out.print(
+        f"{sweep}: valid. Worst case: {config.study.n_trials} trials x "
+        f"{config.train.max_epochs} epochs = {config.worst_case_epochs()} epochs "
+        "(pruning and early stopping train fewer).",
+        highlight=False,
+    )
+
+
+@command
+def trials(
+    sweep: OptionalSweepArg = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """List a study's trials: state, value, params, epochs run."""
+    study_obj, _ = open_existing(locate(sweep, storage, study))
+    rows = study_obj.get_trials(deepcopy=False)
+    out.print(trials_table(rows, f"study {study_obj.study_name}: {len(rows)} trials"))
+
+
+@command
+def best(
+    sweep: OptionalSweepArg = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the best trial's params and metrics, and its params as YAML to paste."""
+    study_obj, _ = open_existing(locate(sweep, storage, study))
+    completed = study_obj.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        raise StudyError(f"--study: study {study_obj.study_name!r} has no completed trial yet")
+    trial = study_obj.best_trial
+    attrs = trial.user_attrs
+    table = Table(
+        title=f"best trial of {study_obj.study_name}: #{trial.number}",
+        title_justify="left",
+        show_header=False,
+    )
+    table.add_row("val_loss", f"{trial.value:.5f}")
+    for key, fmt in (
+        ("best_val_accuracy", "{:.2%}"),
+        ("best_epoch", "{}"),
+        ("epochs_run", "{}"),
+        ("stopped_early", "{}"),
+        ("weight_sparsity", "{:.1%}"),
+        ("epoch_seconds", "{:.2f} s"),
+    ):
+        if key in attrs:
+            table.add_row(key, fmt.format(attrs[key]))
+    for name in REGULARIZERS:
+        if name in trial.params:
+            table.add_row(name, str(trial.params[name]))
+    out.print(table)
+    snippet = {"search_space": {n: trial.params[n] for n in REGULARIZERS if n in trial.params}}
+    out.print("Paste into a sweep file to fix these values:")
+    # Plain text, not highlighted: Rich pads highlighted lines, which spoils copy and paste.
+    out.print(yaml.safe_dump(snippet, sort_keys=False).rstrip(), highlight=False, markup=False)
+    if CONFIG_ATTR not in study_obj.user_attrs:
+        err.print("note: this study was not made by regsweep; metrics may be missing")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+    try:
+        app(args=sys.argv[1:] if argv is None else argv, prog_name="regsweep")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+from regsweep import cli_insight  # noqa: E402,F401  (report, ablate, export)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The study loop: reserve a slot in the budget, ask, train, tell, repeat.
+
+It owns every trial state change, as Optuna's own ``study.optimize`` does, and adds
+what a sweep service needs: a budget shared by all workers, heartbeats for crash
+recovery, and interruption (Ctrl-C, SIGTERM) that leaves no trial RUNNING.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import FrozenTrial, TrialState
+
+from regsweep.budget import RETRY_ATTR, study_lock, usage
+from regsweep.errors import TrialDiverged
+
+# regsweep runs its own heartbeat thread around ask/tell, which Optuna cannot see.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (``docker stop``, a scheduler): stop like Ctrl-C, exit 143."""
+
+
+class RunListener(Protocol):
+    def trial_started(self, trial: optuna.Trial) -> None: ...
+
+    def trial_finished(self, trial: FrozenTrial) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    finished: list[FrozenTrial] = field(default_factory=list)
+    reason: str = ""  # why the loop stopped: budget reached, timeout
+    budget_reached: bool = False
+
+    def count(self, state: TrialState) -> int:
+        return sum(1 for t in self.finished if t.state == state)
+
+
+ObjectiveFn = Callable[[optuna.Trial], float]
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: ObjectiveFn,
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    listener: RunListener | None = None,
+    heartbeat_storage: optuna.storages.BaseStorage | None = None,
+) -> RunOutcome:
+    """Run trials until the study holds ``n_trials`` (all workers together) or time runs out.
+
+    ``heartbeat_storage`` is the storage to send heartbeats to, when it has them enabled.
+    """
+    outcome = RunOutcome()
+    started = time.monotonic()
+    storage = heartbeat_storage
+    beats = isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+    while True:
+        raise_pending_interrupt()
+        if timeout is not None and time.monotonic() - started >= timeout:
+            outcome.reason = f"timeout of {timeout:g} s reached"
+            break
+        if beats:
+            # Fails (and re-queues) trials whose worker died: what optimize() does too.
+            optuna.storages.fail_stale_trials(study)
+        trial = _reserve(study, n_trials, storage)
+        if trial is None:
+            outcome.reason = f"budget of {n_trials} trials reached"
+            outcome.budget_reached = True
+            break
+        if listener is not None:
+            listener.trial_started(trial)
+        with _heartbeat(storage if beats else None, study, trial):  # type: ignore[arg-type]
+            frozen = _run_one(study, objective, trial)
+        outcome.finished.append(frozen)
+        if listener is not None:
+            listener.trial_finished(frozen)
+    return outcome
+
+
+def _reserve(
+    study: optuna.Study, n_trials: int, storage: optuna.storages.BaseStorage | None
+) -> optuna.Trial | None:
+    with study_lock(storage or _storage_of(study), study.study_name):
+        used = usage(study)
+        if used.waiting == 0 and used.used >= n_trials:
+            return None
+        return study.ask()  # takes a queued (retried) trial first, if any
+
+
+def _storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    return study._storage  # only for in-memory studies in tests; workers pass their storage
+
+
+def _run_one(study: optuna.Study, objective: ObjectiveFn, trial: optuna.Trial) -> FrozenTrial:
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED)
+    except TrialDiverged:
+        # The objective recorded the reason; a diverged trial is a finding, not a crash.
+        return study.tell(trial, state=TrialState.FAIL)
+    except (KeyboardInterrupt, Terminated) as exc:
+        _fail_and_requeue(
+            study,
+            trial,
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)",
+        )
+        raise
+    except Exception as exc:
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    if not math.isfinite(value):
+        trial.set_user_attr("fail_reason", f"objective returned {value}")
+        return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, value)
+
+
+def _fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """End an interrupted trial as FAIL and queue its params, so a resumed study reruns it."""
+    trial.set_user_attr("fail_reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
+    if trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
+
+
+@contextlib.contextmanager
+def _heartbeat(
+    storage: BaseHeartbeat | None, study: optuna.Study, trial: optuna.Trial
+) -> Iterator[None]:
+    """Record a heartbeat for ``trial`` every interval, from a thread, while it runs."""
+    if storage is None or not isinstance(storage, optuna.storages.BaseStorage):
+        yield
+        return
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number
+    )
+    interval = storage.get_heartbeat_interval() or 60
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a dropped connection: try at the next beat
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+# Signals that arrived while the sweep ran. Python drops an exception raised inside a
+# __del__ or a weakref callback (SQLAlchemy runs many), so a Ctrl-C landing there would be
+# lost; remembering it lets the loop raise it again at the next epoch or trial.
+_pending_signals: list[int] = []
+
+
+def raise_pending_interrupt() -> None:
+    """Raise again a Ctrl-C or SIGTERM whose exception was swallowed where it landed."""
+    if _pending_signals:
+        raise KeyboardInterrupt() if _pending_signals[0] == signal.SIGINT else Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    """For the duration, SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt``
+    in the main thread, and both are remembered for :func:`raise_pending_interrupt`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        _pending_signals.append(signum)
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        # The dropped exception is raised again by raise_pending_interrupt: no need for
+        # Python's "Exception ignored in ..." traceback on the user's terminal.
+        if not isinstance(info.exc_value, KeyboardInterrupt | Terminated):
+            previous_hook(info)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        sys.unraisablehook = previous_hook
+        _pending_signals.clear()

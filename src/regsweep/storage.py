@@ -1,0 +1,166 @@
+"""Build Optuna storage from a URL: the only place in regsweep that creates database engines.
+
+SQLite (embedded, the default) and PostgreSQL through psycopg 3 are supported.
+The engine settings are the ones that survive real use: several local workers on
+one SQLite file, and server connections that are dropped or recycled.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from regsweep.config import (
+    DEFAULT_GRACE_PERIOD_S,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_MAX_RETRY,
+    StudyConfig,
+)
+from regsweep.errors import StorageError
+
+ALLOWED = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+
+# SQLite waits this long for a lock held by another worker before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class HeartbeatSettings:
+    """A trial whose worker sent no heartbeat for ``grace_period`` s is failed and retried."""
+
+    interval: int = DEFAULT_HEARTBEAT_INTERVAL_S
+    grace_period: int = DEFAULT_GRACE_PERIOD_S
+    max_retry: int = DEFAULT_MAX_RETRY
+
+    @classmethod
+    def from_study(cls, study: StudyConfig) -> HeartbeatSettings:
+        return cls(study.heartbeat_interval, study.grace_period, study.max_retry)
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***``, safe for messages, logs and attrs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Not a URL SQLAlchemy understands: still never echo anything that looks like a secret.
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def parse_url(url: str) -> URL:
+    """Check that ``url`` is a storage regsweep supports, and normalize its driver.
+
+    A bare ``postgresql://`` URL would pick psycopg2, which is not installed: it is
+    rewritten to psycopg 3.
+    """
+    if "://" not in url:
+        hint = f"; did you mean 'sqlite:///{url}'?" if url.endswith((".db", ".sqlite")) else ""
+        raise StorageError(
+            f"study.storage: {url!r} is not a database URL (allowed: {ALLOWED}){hint}"
+        )
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StorageError(
+            f"study.storage: cannot parse {redact(url)!r} ({exc}); allowed: {ALLOWED}"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend == "postgresql":
+        if driver not in ("", "psycopg"):
+            raise StorageError(
+                f"study.storage: driver {driver!r} is not installed; use postgresql+psycopg://"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise StorageError(
+                "study.storage: an in-memory SQLite database vanishes with the process; "
+                "give a file, e.g. sqlite:///regsweep.db"
+            )
+        return parsed
+    raise StorageError(f"study.storage: backend {backend!r} is not supported (allowed: {ALLOWED})")
+
+
+def engine_kwargs(url: URL) -> dict[str, object]:
+    if url.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    return {
+        "pool_pre_ping": True,  # a connection the server dropped is replaced, not raised
+        "pool_recycle": 300,  # stay under idle timeouts of servers and proxies
+        "pool_size": 2,  # one worker needs one connection, plus one for its heartbeat
+        "max_overflow": 4,
+        "connect_args": {"connect_timeout": 10},
+    }
+
+
+def build_storage(
+    url: str, heartbeat: HeartbeatSettings | None = HeartbeatSettings()
+) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage for ``url``, with heartbeats unless ``heartbeat`` is None.
+
+    Raises:
+        StorageError: the URL is invalid, the database unreachable, or its schema
+            was written by an incompatible Optuna version.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+    rendered = parsed.render_as_string(hide_password=False)
+    heartbeat_kwargs: dict[str, Any] = {}
+    if heartbeat is not None:
+        heartbeat_kwargs = {
+            "heartbeat_interval": heartbeat.interval,
+            "grace_period": heartbeat.grace_period,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=heartbeat.max_retry
+            ),
+        }
+    try:
+        storage = optuna.storages.RDBStorage(
+            rendered, engine_kwargs=engine_kwargs(parsed), **heartbeat_kwargs
+        )
+        if parsed.get_backend_name() == "sqlite":
+            _enable_wal(storage.engine)
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"study.storage: cannot open {redact(url)} ({_first_line(exc)}); "
+            "check that the database server is running and the URL is right"
+        ) from None
+    except RuntimeError as exc:
+        if "schema" in str(exc) or "upgrade" in str(exc):
+            raise StorageError(
+                f"study.storage: {redact(url)} was written by another Optuna version "
+                f"({_first_line(exc)}); run `optuna storage upgrade --url URL` "
+                "or use a new database"
+            ) from None
+        raise
+    return storage
+
+
+def _enable_wal(engine: sqlalchemy.Engine) -> None:
+    # WAL lets readers (the dashboard, other workers) run while one worker writes.
+    # The mode is stored in the database file, so setting it once is enough.
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@functools.lru_cache(maxsize=8)
+def cached_storage(
+    url: str, heartbeat: HeartbeatSettings | None = HeartbeatSettings()
+) -> optuna.storages.RDBStorage:
+    """One storage (and engine pool) per URL per process."""
+    return build_storage(url, heartbeat)
