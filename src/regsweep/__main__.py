@@ -1,7 +1,5 @@
 """``python -m regsweep`` is the ``regsweep`` command."""
 
-import sys
+from regsweep.cli import run
 
-from regsweep.cli import main
-
-sys.exit(main())
+run()

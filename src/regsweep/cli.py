@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import optuna
 import typer
@@ -273,7 +274,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The console script: run the CLI and exit with its status.
+
+    After Ctrl-C or SIGTERM the process ends with ``os._exit``: the interrupted trial is
+    already told to the storage, and letting the interpreter shut down normally can turn
+    the status into death by SIGINT (-2) instead of 130, when the signal's
+    KeyboardInterrupt passed through C code that records it as unhandled.
+    """
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 from regsweep import cli_insight  # noqa: E402,F401  (report, ablate, export)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
