@@ -34,10 +34,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SamplerConfig(_Section):
-    """Which Optuna sampler proposes the next trial. ``options`` go to its constructor."""
+class _NamedComponent(_Section):
+    """An Optuna component picked by name; ``options`` go to its constructor."""
 
-    name: Literal["tpe", "random", "gp", "cmaes", "grid"] = "tpe"
+    name: str  # narrowed to the allowed names by each subclass
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -47,16 +47,16 @@ class SamplerConfig(_Section):
         return {"name": value} if isinstance(value, str) else value
 
 
-class PrunerConfig(_Section):
-    """Which Optuna pruner stops trials that fall behind. ``options`` go to its constructor."""
+class SamplerConfig(_NamedComponent):
+    """Which Optuna sampler proposes the next trial."""
+
+    name: Literal["tpe", "random", "gp", "cmaes", "grid"] = "tpe"
+
+
+class PrunerConfig(_NamedComponent):
+    """Which Optuna pruner stops trials that fall behind."""
 
     name: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _accept_bare_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
 
 
 class StudyConfig(_Section):
