@@ -22,7 +22,7 @@ import optuna
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from regsweep.budget import RETRY_ATTR, study_lock, usage
+from regsweep.budget import RETRY_ATTR, Usage, study_lock, usage
 from regsweep.errors import TrialDiverged
 
 # regsweep runs its own heartbeat thread around ask/tell, which Optuna cannot see.
@@ -38,6 +38,8 @@ class RunListener(Protocol):
 
     def trial_finished(self, trial: FrozenTrial) -> None: ...
 
+    def waiting_for_others(self, running: int) -> None: ...
+
 
 @dataclass
 class RunOutcome:
@@ -50,6 +52,9 @@ class RunOutcome:
 
 
 ObjectiveFn = Callable[[optuna.Trial], float]
+
+# How often a worker with nothing left to ask for looks again at the trials other workers run.
+WAIT_POLL_S = 2.0
 
 
 def run_trials(
@@ -64,28 +69,34 @@ def run_trials(
     """Run trials until the study holds ``n_trials`` (all workers together) or time runs out.
 
     ``heartbeat_storage`` is the storage to send heartbeats to, when it has them enabled.
+    With heartbeats, a worker whose budget is used up by trials still running elsewhere
+    waits for them: if their worker died, one of the survivors must run the retry.
     """
     outcome = RunOutcome()
     started = time.monotonic()
     storage = heartbeat_storage
-    beats = isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+    beating: BaseHeartbeat | None = None
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+        beating = storage
     while True:
         raise_pending_interrupt()
         if timeout is not None and time.monotonic() - started >= timeout:
             outcome.reason = f"timeout of {timeout:g} s reached"
             break
-        if beats:
+        if beating is not None:
             # Fails (and re-queues) trials whose worker died: what optimize() does too.
             optuna.storages.fail_stale_trials(study)
-        trial = _reserve(study, n_trials, storage)
+        trial, used = _reserve(study, n_trials, storage)
         if trial is None:
+            if beating is not None and used.running > 0:
+                if listener is not None:
+                    listener.waiting_for_others(used.running)
+                time.sleep(min(WAIT_POLL_S, float(beating.get_heartbeat_interval() or 1)))
+                continue
             outcome.reason = f"budget of {n_trials} trials reached"
             outcome.budget_reached = True
             break
-        if listener is not None:
-            listener.trial_started(trial)
-        with _heartbeat(storage if beats else None, study, trial):  # type: ignore[arg-type]
-            frozen = _run_one(study, objective, trial)
+        frozen = _run_guarded(study, objective, trial, listener, beating)
         outcome.finished.append(frozen)
         if listener is not None:
             listener.trial_finished(frozen)
@@ -94,45 +105,67 @@ def run_trials(
 
 def _reserve(
     study: optuna.Study, n_trials: int, storage: optuna.storages.BaseStorage | None
-) -> optuna.Trial | None:
-    with study_lock(storage or _storage_of(study), study.study_name):
+) -> tuple[optuna.Trial | None, Usage]:
+    # A signal landing here would leave an asked trial RUNNING, or the study's lock held
+    # on a pooled connection: it is deferred until the trial is ours to clean up.
+    with signals_deferred(), study_lock(storage or _storage_of(study), study.study_name):
         used = usage(study)
         if used.waiting == 0 and used.used >= n_trials:
-            return None
-        return study.ask()  # takes a queued (retried) trial first, if any
+            return None, used
+        return study.ask(), used  # takes a queued (retried) trial first, if any
 
 
 def _storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     return study._storage  # only for in-memory studies in tests; workers pass their storage
 
 
+def _run_guarded(
+    study: optuna.Study,
+    objective: ObjectiveFn,
+    trial: optuna.Trial,
+    listener: RunListener | None,
+    heartbeat_storage: BaseHeartbeat | None,
+) -> FrozenTrial:
+    """Run one asked trial; an interruption anywhere ends it as failed and queued again."""
+    try:
+        with _heartbeat(heartbeat_storage, study, trial):
+            if listener is not None:
+                listener.trial_started(trial)
+            return _run_one(study, objective, trial)
+    except (KeyboardInterrupt, Terminated) as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
+        with signals_deferred():  # a second Ctrl-C must not leave the trial half-told
+            _fail_and_requeue(study, trial, reason)
+        raise
+
+
 def _run_one(study: optuna.Study, objective: ObjectiveFn, trial: optuna.Trial) -> FrozenTrial:
     try:
         value = objective(trial)
     except optuna.TrialPruned:
-        return study.tell(trial, state=TrialState.PRUNED)
+        with signals_deferred():
+            return study.tell(trial, state=TrialState.PRUNED)
     except TrialDiverged:
         # The objective recorded the reason; a diverged trial is a finding, not a crash.
-        return study.tell(trial, state=TrialState.FAIL)
-    except (KeyboardInterrupt, Terminated) as exc:
-        _fail_and_requeue(
-            study,
-            trial,
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)",
-        )
-        raise
+        with signals_deferred():
+            return study.tell(trial, state=TrialState.FAIL)
     except Exception as exc:
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
-        study.tell(trial, state=TrialState.FAIL)
+        with signals_deferred():
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            study.tell(trial, state=TrialState.FAIL)
         raise
-    if not math.isfinite(value):
-        trial.set_user_attr("fail_reason", f"objective returned {value}")
-        return study.tell(trial, state=TrialState.FAIL)
-    return study.tell(trial, value)
+    with signals_deferred():
+        if not math.isfinite(value):
+            trial.set_user_attr("fail_reason", f"objective returned {value}")
+            return study.tell(trial, state=TrialState.FAIL)
+        return study.tell(trial, value)
 
 
 def _fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """End an interrupted trial as FAIL and queue its params, so a resumed study reruns it."""
+    storage = study._storage
+    if storage.get_trial(trial._trial_id).state.is_finished():
+        return  # the signal came after the trial was told: nothing to undo
     trial.set_user_attr("fail_reason", reason)
     study.tell(trial, state=TrialState.FAIL)
     if trial.params:
@@ -173,12 +206,29 @@ def _heartbeat(
 # __del__ or a weakref callback (SQLAlchemy runs many), so a Ctrl-C landing there would be
 # lost; remembering it lets the loop raise it again at the next epoch or trial.
 _pending_signals: list[int] = []
+# Above zero inside signals_deferred(): the handler then only records the signal.
+_defer_depth = 0
 
 
 def raise_pending_interrupt() -> None:
     """Raise again a Ctrl-C or SIGTERM whose exception was swallowed where it landed."""
     if _pending_signals:
         raise KeyboardInterrupt() if _pending_signals[0] == signal.SIGINT else Terminated()
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM (under :func:`sigterm_as_exception`) for a short
+    critical section, such as a storage write, then raise them at its end."""
+    global _defer_depth
+    before = len(_pending_signals)
+    _defer_depth += 1
+    try:
+        yield
+    finally:
+        _defer_depth -= 1
+    if _defer_depth == 0 and len(_pending_signals) > before:
+        raise_pending_interrupt()
 
 
 @contextlib.contextmanager
@@ -191,7 +241,8 @@ def sigterm_as_exception() -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         _pending_signals.append(signum)
-        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+        if _defer_depth == 0:
+            raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
     previous_hook = sys.unraisablehook
 

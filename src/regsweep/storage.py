@@ -7,8 +7,13 @@ one SQLite file, and server connections that are dropped or recycled.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
+import socket
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +95,11 @@ def parse_url(url: str) -> URL:
     raise StorageError(f"study.storage: backend {backend!r} is not supported (allowed: {ALLOWED})")
 
 
+def application_name() -> str:
+    """How this process shows in ``pg_stat_activity``: which worker holds which connection."""
+    return f"regsweep {socket.gethostname()}:{os.getpid()}"[:63]
+
+
 def engine_kwargs(url: URL) -> dict[str, object]:
     if url.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
@@ -98,8 +108,43 @@ def engine_kwargs(url: URL) -> dict[str, object]:
         "pool_recycle": 300,  # stay under idle timeouts of servers and proxies
         "pool_size": 2,  # one worker needs one connection, plus one for its heartbeat
         "max_overflow": 4,
-        "connect_args": {"connect_timeout": 10},
+        "connect_args": {"connect_timeout": 10, "application_name": application_name()},
     }
+
+
+# Key of the PostgreSQL advisory lock held while Optuna creates its tables.
+_INIT_LOCK_KEY = zlib.crc32(b"regsweep:create-tables")
+
+
+@contextlib.contextmanager
+def _creation_lock(url: URL) -> Iterator[None]:
+    """Serialize table creation between processes that open a fresh database at once.
+
+    Optuna creates its tables and version row without a lock, so eight workers starting
+    together on an empty database would race (duplicate-table and duplicate-key errors).
+    """
+    if url.get_backend_name() == "sqlite":
+        from filelock import FileLock
+
+        with FileLock(str(Path(url.database or "").expanduser()) + ".lock"):
+            yield
+        return
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.NullPool, connect_args={"connect_timeout": 10}
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _INIT_LOCK_KEY}
+            )
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _INIT_LOCK_KEY}
+                )
+    finally:
+        engine.dispose()
 
 
 def build_storage(
@@ -125,22 +170,23 @@ def build_storage(
             ),
         }
     try:
-        storage = optuna.storages.RDBStorage(
-            rendered, engine_kwargs=engine_kwargs(parsed), **heartbeat_kwargs
-        )
-        if parsed.get_backend_name() == "sqlite":
-            _enable_wal(storage.engine)
+        with _creation_lock(parsed):
+            storage = optuna.storages.RDBStorage(
+                rendered, engine_kwargs=engine_kwargs(parsed), **heartbeat_kwargs
+            )
+            if parsed.get_backend_name() == "sqlite":
+                _enable_wal(storage.engine)
     except SQLAlchemyError as exc:
         raise StorageError(
-            f"study.storage: cannot open {redact(url)} ({_first_line(exc)}); "
+            f"study.storage: cannot open {redact(url)} ({error_line(exc)}); "
             "check that the database server is running and the URL is right"
         ) from None
     except RuntimeError as exc:
         if "schema" in str(exc) or "upgrade" in str(exc):
             raise StorageError(
                 f"study.storage: {redact(url)} was written by another Optuna version "
-                f"({_first_line(exc)}); run `optuna storage upgrade --url URL` "
-                "or use a new database"
+                f"({error_line(exc).split('. Please')[0]}); back it up, then run "
+                f"`optuna storage upgrade --storage {redact(url)}`, or use a new database"
             ) from None
         raise
     return storage
@@ -153,7 +199,8 @@ def _enable_wal(engine: sqlalchemy.Engine) -> None:
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
-def _first_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """The first line of a database error: the driver's own message, without SQL or URL."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
