@@ -7,9 +7,6 @@ study, outcome = launch(load_sweep("sweeps/digits.yaml"))
 
 from __future__ import annotations
 
-import os
-import socket
-
 import optuna
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,7 +15,7 @@ from regsweep.budget import study_lock, usage
 from regsweep.config import SweepConfig
 from regsweep.errors import StorageLost
 from regsweep.progress import SweepProgress
-from regsweep.runner import RunOutcome, run_trials, sigterm_as_exception
+from regsweep.runner import RunOutcome, run_trials, sigterm_as_exception, worker_name
 from regsweep.storage import HeartbeatSettings, build_storage, error_line, parse_url, redact
 from regsweep.study import build_pruner, build_sampler, open_study, worker_seed
 
@@ -65,7 +62,7 @@ def launch(
         done = usage(study).finished
         who = ""
         if worker:
-            who = f"worker {socket.gethostname()}:{os.getpid()} (sampler seed {sampler_seed}) · "
+            who = f"worker {worker_name()} (sampler seed {sampler_seed}) · "
         # Printed only now, so that bad input leaves exactly one line (the error) on stderr.
         console.print(
             f"[bold]regsweep[/] {who}study [cyan]{config.study_name}[/] on "

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -52,6 +54,15 @@ class RunOutcome:
 
 
 ObjectiveFn = Callable[[optuna.Trial], float]
+
+# The trial's user attribute naming the worker that ran it.
+WORKER_ATTR = "worker"
+
+
+def worker_name() -> str:
+    """``host:pid``, as shown in logs, trials and the database's connection list."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 # How often a worker with nothing left to ask for looks again at the trials other workers run.
 WAIT_POLL_S = 2.0
@@ -129,6 +140,7 @@ def _run_guarded(
     """Run one asked trial; an interruption anywhere ends it as failed and queued again."""
     try:
         with _heartbeat(heartbeat_storage, study, trial):
+            trial.set_user_attr(WORKER_ATTR, worker_name())
             if listener is not None:
                 listener.trial_started(trial)
             return _run_one(study, objective, trial)

@@ -13,15 +13,15 @@ import os
 import re
 import socket
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from regsweep.config import (
     DEFAULT_GRACE_PERIOD_S,
@@ -35,6 +35,72 @@ ALLOWED = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABA
 
 # SQLite waits this long for a lock held by another worker before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def _is_disconnect(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _retry_after_disconnect(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            if not _is_disconnect(exc):
+                raise
+            # SQLAlchemy has discarded the dead connection; the pool opens a fresh one.
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, retrying once a call whose connection the server dropped.
+
+    ``pool_pre_ping`` replaces a connection that died while idle in the pool; this
+    covers one that dies during a query (a server restart, ``pg_terminate_backend``, a
+    proxy timeout). Only calls that can safely run twice are retried: creating a study
+    or a trial is not, because a lost reply may hide a successful commit.
+    """
+
+
+for _name in (
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "get_best_trial",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    setattr(
+        ReconnectingRDBStorage,
+        _name,
+        _retry_after_disconnect(getattr(optuna.storages.RDBStorage, _name)),
+    )
 
 
 @dataclass(frozen=True)
@@ -171,7 +237,7 @@ def build_storage(
         }
     try:
         with _creation_lock(parsed):
-            storage = optuna.storages.RDBStorage(
+            storage = ReconnectingRDBStorage(
                 rendered, engine_kwargs=engine_kwargs(parsed), **heartbeat_kwargs
             )
             if parsed.get_backend_name() == "sqlite":
