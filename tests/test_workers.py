@@ -320,3 +320,30 @@ def test_a_study_from_an_older_optuna_schema_is_one_line(tmp_path: Path) -> None
     assert len(lines) == 1, lines
     assert "was written by another Optuna version" in lines[0]
     assert f"optuna storage upgrade --storage sqlite:///{db}" in lines[0]
+
+
+@pytest.mark.postgres
+def test_a_database_that_goes_away_stops_the_worker_with_one_line(
+    postgres_url: str, tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    with fresh_database(postgres_url) as url:
+        if url == postgres_url:
+            pytest.skip("the test server does not let this user create a database to drop")
+        watch = StudyWatch(url, unique_name("gone"))
+        sweep = write_sweep(tiny_idx, tmp_path, watch, n_trials=2, epochs=100_000)
+        with reaped(start_workers(sweep, tmp_path, 1)) as (worker,):
+            wait_until(lambda: watch.running_in(worker, 2), "an epoch", procs=[worker])
+            watch.storage.engine.dispose()
+            admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                database = make_url(url).database
+                connection.execute(sqlalchemy.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+            admin.dispose()
+            assert worker.wait() == 1, worker.output()
+    lines = worker.output().strip().splitlines()
+    assert "Traceback" not in worker.output()
+    assert lines[-1].startswith(
+        f"error: study.storage: lost the database {make_url(url).render_as_string()} ("
+    )
+    assert lines[-1].endswith("run the command again once it is reachable")
+    assert_clean_output(worker, url)

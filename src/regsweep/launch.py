@@ -89,7 +89,7 @@ def launch(
                 listener=progress,
                 heartbeat_storage=storage,
             )
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         # pool_pre_ping rides out one dropped connection; this is a database that stays
         # away. A trial left RUNNING is failed and retried by heartbeat once it is back.
         raise StorageLost(

@@ -267,6 +267,10 @@ def _enable_wal(engine: sqlalchemy.Engine) -> None:
 
 def error_line(exc: BaseException) -> str:
     """The first line of a database error: the driver's own message, without SQL or URL."""
+    # Optuna wraps SQLAlchemy's error in a StorageInternalError that says nothing useful.
+    cause = exc.__cause__
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and cause is not None:
+        exc = cause
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
