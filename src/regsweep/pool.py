@@ -143,8 +143,10 @@ def run_pool(
     )
     if outcome.budget_reached:
         outcome.reason = f"budget of {config.study.n_trials} trials reached"
-    else:
+    elif config.study.timeout is not None:
         outcome.reason = f"timeout of {config.study.timeout:g} s reached"
+    else:
+        outcome.reason = "the workers stopped"
     return study, outcome
 
 
