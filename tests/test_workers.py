@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +25,9 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from regsweep.budget import retried_number, usage
-from regsweep.config import REGULARIZERS
-from tests.conftest import IdxData, idx_sweep
+from regsweep.config import REGULARIZERS, DataConfig
+from regsweep.data import _read_torchvision
+from tests.conftest import IdxData, idx_sweep, make_idx_dataset
 from tests.processes import (
     Proc,
     StudyWatch,
@@ -355,3 +357,38 @@ def test_a_database_that_goes_away_stops_the_worker_with_one_line(
     )
     assert lines[-1].endswith("run the command again once it is reachable")
     assert_clean_output(worker, url)
+
+
+def test_workers_sharing_a_data_folder_download_mnist_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision
+
+    downloads: list[int] = []
+
+    class FakeMNIST:
+        """Stands in for torchvision's download (no network in tests): writes the files."""
+
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            downloads.append(threading.get_ident())
+            raw = Path(root) / "MNIST" / "raw"
+            data = make_idx_dataset(raw, n_train=50, n_test=20, side=28)
+            data.test_images.rename(raw / "t10k-images-idx3-ubyte.gz")
+            data.test_labels.rename(raw / "t10k-labels-idx1-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    config = DataConfig(dataset="mnist", root=str(tmp_path / "data"), download=True)
+    start_together = threading.Barrier(4)
+    shapes: list[tuple[int, ...]] = []
+
+    def worker() -> None:
+        start_together.wait()
+        shapes.append(_read_torchvision(config)[0].shape)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(downloads) == 1
+    assert shapes == [(50, 28, 28)] * 4
