@@ -52,8 +52,15 @@ def test_launch_with_three_workers_runs_the_budget_with_one_display(
     assert str(os.getpid()) not in {w.split(":")[1] for w in workers}  # run by child processes
 
 
-def test_ctrl_c_stops_every_worker_and_leaves_no_running_trial(
-    tiny_idx: IdxData, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sig", "code", "reason"),
+    [
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+    ],
+)
+def test_ctrl_c_or_sigterm_stops_every_worker_and_leaves_no_running_trial(
+    tiny_idx: IdxData, tmp_path: Path, sig: signal.Signals, code: int, reason: str
 ) -> None:
     sweep = sweep_at(tiny_idx, tmp_path, n_trials=4, epochs=100_000)
     watch = StudyWatch(f"sqlite:///{tmp_path / 'study.db'}", "tiny")
@@ -76,15 +83,15 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_running_trial(
         )
         assert running
         pids = [int(t.user_attrs["worker"].split(":")[1]) for t in watch.trials()]
-        proc.popen.send_signal(signal.SIGINT)
-        assert proc.wait() == 130, proc.output()
+        proc.popen.send_signal(sig)
+        assert proc.wait() == code, proc.output()
     out = proc.output()
-    assert "interrupted" in out and "Traceback" not in out, out
+    assert reason.split()[0] in out and "Traceback" not in out, out
     states = sorted(t.state.name for t in watch.trials())
     assert states == ["FAIL", "FAIL", "WAITING", "WAITING"]
     for trial in watch.trials():
         if trial.state == TrialState.FAIL:
-            assert trial.user_attrs["fail_reason"] == "interrupted"
+            assert trial.user_attrs["fail_reason"] == reason
     for pid in pids:  # every worker has exited, none left behind
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
