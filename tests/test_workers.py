@@ -7,6 +7,7 @@ IDX data; trials that must be interrupted are made long with many epochs.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -27,6 +28,7 @@ from sqlalchemy.engine import make_url
 from regsweep.budget import retried_number, usage
 from regsweep.config import REGULARIZERS, DataConfig
 from regsweep.data import _read_torchvision
+from regsweep.runner import sigterm_as_exception
 from tests.conftest import IdxData, idx_sweep, make_idx_dataset
 from tests.processes import (
     Proc,
@@ -392,3 +394,30 @@ def test_workers_sharing_a_data_folder_download_mnist_once(
         thread.join()
     assert len(downloads) == 1
     assert shapes == [(50, 28, 28)] * 4
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_a_signal_during_a_storage_call_is_raised_once_the_call_is_done(
+    backend: StudyWatch,
+) -> None:
+    study = optuna.create_study(study_name=backend.name, storage=backend.storage)
+    trial = study.ask()
+    armed = [True]
+
+    def interrupt(*args: Any) -> None:
+        if armed[0]:  # Ctrl-C lands while the database executes the first statement
+            armed[0] = False
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sqlalchemy.event.listen(backend.storage.engine, "before_cursor_execute", interrupt)
+    try:
+        with sigterm_as_exception(), pytest.raises(KeyboardInterrupt):
+            trial.report(0.5, 1)
+    finally:
+        sqlalchemy.event.remove(backend.storage.engine, "before_cursor_execute", interrupt)
+    assert not armed[0]
+    # The write went through whole, and the connection it used is still good.
+    study.tell(trial, 0.25)
+    (told,) = backend.trials()
+    assert told.intermediate_values == {1: 0.5}
+    assert told.state == TrialState.COMPLETE and told.value == 0.25

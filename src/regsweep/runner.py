@@ -10,15 +10,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat
@@ -27,12 +25,14 @@ from optuna.trial import FrozenTrial, TrialState
 from regsweep.budget import RETRY_ATTR, Usage, study_lock, usage
 from regsweep.errors import TrialDiverged
 
+# Re-exported: the signal handling started here and other modules import it from here.
+from regsweep.signals import Terminated as Terminated
+from regsweep.signals import raise_pending_interrupt as raise_pending_interrupt
+from regsweep.signals import signals_deferred as signals_deferred
+from regsweep.signals import sigterm_as_exception as sigterm_as_exception
+
 # regsweep runs its own heartbeat thread around ask/tell, which Optuna cannot see.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived (``docker stop``, a scheduler): stop like Ctrl-C, exit 143."""
 
 
 class RunListener(Protocol):
@@ -118,8 +118,10 @@ def _reserve(
     study: optuna.Study, n_trials: int, storage: optuna.storages.BaseStorage | None
 ) -> tuple[optuna.Trial | None, Usage]:
     # A signal landing here would leave an asked trial RUNNING, or the study's lock held
-    # on a pooled connection: it is deferred until the trial is ours to clean up.
-    with signals_deferred(), study_lock(storage or _storage_of(study), study.study_name):
+    # on a pooled connection: it is deferred until the trial is ours to clean up, in
+    # _run_guarded.
+    lock = study_lock(storage or _storage_of(study), study.study_name)
+    with signals_deferred(raise_after=False), lock:
         used = usage(study)
         if used.waiting == 0 and used.used >= n_trials:
             return None, used
@@ -140,6 +142,7 @@ def _run_guarded(
     """Run one asked trial; an interruption anywhere ends it as failed and queued again."""
     try:
         with _heartbeat(heartbeat_storage, study, trial):
+            raise_pending_interrupt()  # one that came while the trial was being asked
             trial.set_user_attr(WORKER_ATTR, worker_name())
             if listener is not None:
                 listener.trial_started(trial)
@@ -212,64 +215,3 @@ def _heartbeat(
     finally:
         stop.set()
         thread.join()
-
-
-# Signals that arrived while the sweep ran. Python drops an exception raised inside a
-# __del__ or a weakref callback (SQLAlchemy runs many), so a Ctrl-C landing there would be
-# lost; remembering it lets the loop raise it again at the next epoch or trial.
-_pending_signals: list[int] = []
-# Above zero inside signals_deferred(): the handler then only records the signal.
-_defer_depth = 0
-
-
-def raise_pending_interrupt() -> None:
-    """Raise again a Ctrl-C or SIGTERM whose exception was swallowed where it landed."""
-    if _pending_signals:
-        raise KeyboardInterrupt() if _pending_signals[0] == signal.SIGINT else Terminated()
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C and SIGTERM (under :func:`sigterm_as_exception`) for a short
-    critical section, such as a storage write, then raise them at its end."""
-    global _defer_depth
-    before = len(_pending_signals)
-    _defer_depth += 1
-    try:
-        yield
-    finally:
-        _defer_depth -= 1
-    if _defer_depth == 0 and len(_pending_signals) > before:
-        raise_pending_interrupt()
-
-
-@contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    """For the duration, SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt``
-    in the main thread, and both are remembered for :func:`raise_pending_interrupt`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        _pending_signals.append(signum)
-        if _defer_depth == 0:
-            raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
-
-    previous_hook = sys.unraisablehook
-
-    def unraisable(info: Any) -> None:
-        # The dropped exception is raised again by raise_pending_interrupt: no need for
-        # Python's "Exception ignored in ..." traceback on the user's terminal.
-        if not isinstance(info.exc_value, KeyboardInterrupt | Terminated):
-            previous_hook(info)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    sys.unraisablehook = unraisable
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        sys.unraisablehook = previous_hook
-        _pending_signals.clear()

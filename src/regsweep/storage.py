@@ -30,6 +30,7 @@ from regsweep.config import (
     StudyConfig,
 )
 from regsweep.errors import StorageError
+from regsweep.signals import signals_deferred
 
 ALLOWED = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
 
@@ -48,31 +49,38 @@ def _is_disconnect(exc: BaseException | None) -> bool:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _retry_after_disconnect(method: F) -> F:
+def _guarded(method: F, *, retry: bool) -> F:
+    """``method`` run with Ctrl-C and SIGTERM held back until it returns, and, with
+    ``retry``, run once more if the server dropped its connection."""
+
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except Exception as exc:
-            if not _is_disconnect(exc):
-                raise
-            # SQLAlchemy has discarded the dead connection; the pool opens a fresh one.
-            return method(*args, **kwargs)
+        # An exception raised inside a query leaves the connection mid-transaction and
+        # unusable, so the clean-up of the interrupted trial would fail with it.
+        with signals_deferred():
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:
+                if not (retry and _is_disconnect(exc)):
+                    raise
+                # SQLAlchemy has discarded the dead connection; the pool opens a fresh one.
+                return method(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
 class ReconnectingRDBStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage, retrying once a call whose connection the server dropped.
+    """Optuna's RDB storage, safe to interrupt and retrying once a dropped connection.
 
-    ``pool_pre_ping`` replaces a connection that died while idle in the pool; this
+    ``pool_pre_ping`` replaces a connection that died while idle in the pool; the retry
     covers one that dies during a query (a server restart, ``pg_terminate_backend``, a
     proxy timeout). Only calls that can safely run twice are retried: creating a study
     or a trial is not, because a lost reply may hide a successful commit.
     """
 
 
-for _name in (
+_NOT_RETRIED = ("create_new_study", "delete_study", "create_new_trial")
+_RETRIED = (
     "set_study_user_attr",
     "set_study_system_attr",
     "get_study_id_from_name",
@@ -95,11 +103,12 @@ for _name in (
     "get_best_trial",
     "record_heartbeat",
     "_get_stale_trial_ids",
-):
+)
+for _name in _NOT_RETRIED + _RETRIED:
     setattr(
         ReconnectingRDBStorage,
         _name,
-        _retry_after_disconnect(getattr(optuna.storages.RDBStorage, _name)),
+        _guarded(getattr(optuna.storages.RDBStorage, _name), retry=_name in _RETRIED),
     )
 
 
