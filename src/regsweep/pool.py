@@ -129,7 +129,12 @@ def run_pool(
                 time.sleep(POLL_S)
         except (KeyboardInterrupt, Terminated) as exc:
             _stop(pool, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
+            shutil.rmtree(logs, ignore_errors=True)
             _show(study, progress, seen, config.study.n_trials)
+            raise
+        except BaseException:
+            # The workers run in sessions of their own: nothing else would stop them.
+            _stop(pool, signal.SIGTERM)
             raise
         _show(study, progress, seen, config.study.n_trials)
 
