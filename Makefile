@@ -38,4 +38,4 @@ bench: setup  ## benchmarks write their figures into BENCHMARKS.md
 	$(BIN)/python benchmarks/epoch_speed.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache regsweep.db regsweep.db-*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache regsweep.db regsweep.db-* regsweep.db.lock

@@ -26,7 +26,7 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 def retried_number(trial: FrozenTrial) -> int | None:
     """The number of the failed trial that ``trial`` retries, if it is a retry."""
-    number = optuna.storages.RetryFailedTrialCallback.retried_trial_number(trial)
+    number = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
     if number is None:
         number = trial.user_attrs.get(RETRY_ATTR)
     return int(number) if number is not None else None

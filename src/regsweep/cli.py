@@ -137,6 +137,17 @@ def sweep_flags(
     }
 
 
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        metavar="N",
+        min=1,
+        help="Run N local worker processes on the same storage, CPU threads shared out.",
+    ),
+]
+
+
 @command
 def launch(
     sweep: SweepArg,
@@ -145,16 +156,69 @@ def launch(
     n_trials: NTrialsOpt = None,
     timeout: TimeoutOpt = None,
     set_: SetOpt = None,
+    workers: WorkersOpt = 1,
     debug: DebugOpt = False,
 ) -> None:
     """Create or resume a study and run trials until its budget is reached."""
     config = load_sweep(
         sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout)
     )
-    from regsweep.launch import launch as launch_sweep  # imports PyTorch: only when training
+    if workers > 1:
+        from regsweep.pool import run_pool
 
-    study_obj, outcome = launch_sweep(config, console=err)
+        study_obj, outcome = run_pool(
+            config, sweep, workers=workers, sets=set_ or [], debug=debug, console=err
+        )
+    else:
+        from regsweep.launch import launch as launch_sweep  # imports PyTorch: only when training
+
+        study_obj, outcome = launch_sweep(config, console=err)
     print_summary(study_obj, outcome, config)
+
+
+@command
+def worker(
+    sweep: SweepArg,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    n_trials: NTrialsOpt = None,
+    timeout: TimeoutOpt = None,
+    set_: SetOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Join the study (creating it if needed) and run trials until its shared budget.
+
+    Start as many as you like, on this machine or others, against one database.
+    """
+    config = load_sweep(
+        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout)
+    )
+    from regsweep.launch import launch as launch_sweep
+
+    study_obj, outcome = launch_sweep(config, console=err, worker=True)
+    print_summary(study_obj, outcome, config)
+
+
+@command
+def dashboard(
+    sweep: OptionalSweepArg = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", metavar="HOST", help="Address to listen on; 0.0.0.0 exposes it to all."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on.")
+    ] = 8080,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve optuna-dashboard on the study's storage (no login: keep it on 127.0.0.1)."""
+    from regsweep.dashboard import serve
+
+    serve(locate(sweep, storage, study), host=host, port=port, console=err)
 
 
 def print_summary(study: optuna.Study, outcome: RunOutcome, config: SweepConfig) -> None:

@@ -188,15 +188,22 @@ def _read_torchvision(config: DataConfig) -> Arrays:
     found = _find_raw_files(raw)
     reason = "download is off"
     if None in found and config.download:
+        from filelock import FileLock
         from torchvision import datasets
 
-        try:
-            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-                # One construction downloads all four files (training and test).
-                getattr(datasets, class_name)(str(root), train=True, download=True)
-        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
-            reason = f"download failed ({_short(exc)})"
-        found = _find_raw_files(raw)
+        root.mkdir(parents=True, exist_ok=True)
+        # Workers sharing one data folder (a compose volume) download once: the others
+        # wait here, then find the files.
+        with FileLock(str(root / f".{class_name}.download.lock")):
+            found = _find_raw_files(raw)
+            if None in found:
+                try:
+                    with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                        # One construction downloads all four files (training and test).
+                        getattr(datasets, class_name)(str(root), train=True, download=True)
+                except Exception as exc:  # torchvision raises RuntimeError, URLError...
+                    reason = f"download failed ({_short(exc)})"
+                found = _find_raw_files(raw)
     if None in found:
         raise DataError(
             f"data.dataset: {config.dataset} is not in {raw} and {reason}; expected "

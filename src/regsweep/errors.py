@@ -23,6 +23,18 @@ class StorageError(RegsweepError):
     """The storage URL is invalid, unreachable, or holds an incompatible study."""
 
 
+class StorageLost(StorageError):
+    """The database went away while trials ran; not bad input, so the exit status is 1."""
+
+    exit_code = 1
+
+
+class WorkerFailed(RegsweepError):
+    """A worker process of ``launch --workers`` stopped with an error."""
+
+    exit_code = 1
+
+
 class StudyError(RegsweepError):
     """The study is missing, has no finished trials, or conflicts with the sweep file."""
 

@@ -109,6 +109,30 @@ class SweepProgress:
             self._last_refresh = now
             self._refresh()
 
+    # Polling (launch --workers) ---------------------------------------------------------
+    def set_completed(self, completed: int) -> None:
+        """The study's finished trials, as counted by the budget (a retried failure once)."""
+        self._bar.update(self._task, completed=completed)
+        self._refresh()
+
+    def show_running(self, trials: list[FrozenTrial]) -> None:
+        """The trials the workers are running now, with the last epoch each reported."""
+        self.current = "running: " + (
+            " · ".join(
+                f"#{t.number} epoch {max(t.intermediate_values, default=0)}/{self.max_epochs}"
+                for t in trials
+            )
+            or "none"
+        )
+        self._refresh()
+
+    def waiting_for_others(self, running: int) -> None:
+        text = f"waiting for {running} trial(s) running in other workers"
+        if self._live is None and self.current != text:
+            self.console.print(text, highlight=False)
+        self.current = text
+        self._refresh()
+
     def trial_finished(self, trial: FrozenTrial) -> None:
         if trial.state in self.counts:
             self.counts[trial.state] += 1

@@ -9,34 +9,38 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import sys
+import os
+import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from regsweep.budget import RETRY_ATTR, study_lock, usage
+from regsweep.budget import RETRY_ATTR, Usage, study_lock, usage
 from regsweep.errors import TrialDiverged
+
+# Re-exported: the signal handling started here and other modules import it from here.
+from regsweep.signals import Terminated as Terminated
+from regsweep.signals import raise_pending_interrupt as raise_pending_interrupt
+from regsweep.signals import signals_deferred as signals_deferred
+from regsweep.signals import sigterm_as_exception as sigterm_as_exception
 
 # regsweep runs its own heartbeat thread around ask/tell, which Optuna cannot see.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived (``docker stop``, a scheduler): stop like Ctrl-C, exit 143."""
 
 
 class RunListener(Protocol):
     def trial_started(self, trial: optuna.Trial) -> None: ...
 
     def trial_finished(self, trial: FrozenTrial) -> None: ...
+
+    def waiting_for_others(self, running: int) -> None: ...
 
 
 @dataclass
@@ -51,6 +55,18 @@ class RunOutcome:
 
 ObjectiveFn = Callable[[optuna.Trial], float]
 
+# The trial's user attribute naming the worker that ran it.
+WORKER_ATTR = "worker"
+
+
+def worker_name() -> str:
+    """``host:pid``, as shown in logs, trials and the database's connection list."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# How often a worker with nothing left to ask for looks again at the trials other workers run.
+WAIT_POLL_S = 2.0
+
 
 def run_trials(
     study: optuna.Study,
@@ -64,28 +80,34 @@ def run_trials(
     """Run trials until the study holds ``n_trials`` (all workers together) or time runs out.
 
     ``heartbeat_storage`` is the storage to send heartbeats to, when it has them enabled.
+    With heartbeats, a worker whose budget is used up by trials still running elsewhere
+    waits for them: if their worker died, one of the survivors must run the retry.
     """
     outcome = RunOutcome()
     started = time.monotonic()
     storage = heartbeat_storage
-    beats = isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+    beating: BaseHeartbeat | None = None
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+        beating = storage
     while True:
         raise_pending_interrupt()
         if timeout is not None and time.monotonic() - started >= timeout:
             outcome.reason = f"timeout of {timeout:g} s reached"
             break
-        if beats:
+        if beating is not None:
             # Fails (and re-queues) trials whose worker died: what optimize() does too.
             optuna.storages.fail_stale_trials(study)
-        trial = _reserve(study, n_trials, storage)
+        trial, used = _reserve(study, n_trials, storage)
         if trial is None:
+            if beating is not None and used.running > 0:
+                if listener is not None:
+                    listener.waiting_for_others(used.running)
+                time.sleep(min(WAIT_POLL_S, float(beating.get_heartbeat_interval() or 1)))
+                continue
             outcome.reason = f"budget of {n_trials} trials reached"
             outcome.budget_reached = True
             break
-        if listener is not None:
-            listener.trial_started(trial)
-        with _heartbeat(storage if beats else None, study, trial):  # type: ignore[arg-type]
-            frozen = _run_one(study, objective, trial)
+        frozen = _run_guarded(study, objective, trial, listener, beating)
         outcome.finished.append(frozen)
         if listener is not None:
             listener.trial_finished(frozen)
@@ -94,45 +116,71 @@ def run_trials(
 
 def _reserve(
     study: optuna.Study, n_trials: int, storage: optuna.storages.BaseStorage | None
-) -> optuna.Trial | None:
-    with study_lock(storage or _storage_of(study), study.study_name):
+) -> tuple[optuna.Trial | None, Usage]:
+    # A signal landing here would leave an asked trial RUNNING, or the study's lock held
+    # on a pooled connection: it is deferred until the trial is ours to clean up, in
+    # _run_guarded.
+    lock = study_lock(storage or _storage_of(study), study.study_name)
+    with signals_deferred(raise_after=False), lock:
         used = usage(study)
         if used.waiting == 0 and used.used >= n_trials:
-            return None
-        return study.ask()  # takes a queued (retried) trial first, if any
+            return None, used
+        return study.ask(), used  # takes a queued (retried) trial first, if any
 
 
 def _storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     return study._storage  # only for in-memory studies in tests; workers pass their storage
 
 
+def _run_guarded(
+    study: optuna.Study,
+    objective: ObjectiveFn,
+    trial: optuna.Trial,
+    listener: RunListener | None,
+    heartbeat_storage: BaseHeartbeat | None,
+) -> FrozenTrial:
+    """Run one asked trial; an interruption anywhere ends it as failed and queued again."""
+    try:
+        with _heartbeat(heartbeat_storage, study, trial):
+            raise_pending_interrupt()  # one that came while the trial was being asked
+            trial.set_user_attr(WORKER_ATTR, worker_name())
+            if listener is not None:
+                listener.trial_started(trial)
+            return _run_one(study, objective, trial)
+    except (KeyboardInterrupt, Terminated) as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
+        with signals_deferred():  # a second Ctrl-C must not leave the trial half-told
+            _fail_and_requeue(study, trial, reason)
+        raise
+
+
 def _run_one(study: optuna.Study, objective: ObjectiveFn, trial: optuna.Trial) -> FrozenTrial:
     try:
         value = objective(trial)
     except optuna.TrialPruned:
-        return study.tell(trial, state=TrialState.PRUNED)
+        with signals_deferred():
+            return study.tell(trial, state=TrialState.PRUNED)
     except TrialDiverged:
         # The objective recorded the reason; a diverged trial is a finding, not a crash.
-        return study.tell(trial, state=TrialState.FAIL)
-    except (KeyboardInterrupt, Terminated) as exc:
-        _fail_and_requeue(
-            study,
-            trial,
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)",
-        )
-        raise
+        with signals_deferred():
+            return study.tell(trial, state=TrialState.FAIL)
     except Exception as exc:
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
-        study.tell(trial, state=TrialState.FAIL)
+        with signals_deferred():
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            study.tell(trial, state=TrialState.FAIL)
         raise
-    if not math.isfinite(value):
-        trial.set_user_attr("fail_reason", f"objective returned {value}")
-        return study.tell(trial, state=TrialState.FAIL)
-    return study.tell(trial, value)
+    with signals_deferred():
+        if not math.isfinite(value):
+            trial.set_user_attr("fail_reason", f"objective returned {value}")
+            return study.tell(trial, state=TrialState.FAIL)
+        return study.tell(trial, value)
 
 
 def _fail_and_requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """End an interrupted trial as FAIL and queue its params, so a resumed study reruns it."""
+    storage = study._storage
+    if storage.get_trial(trial._trial_id).state.is_finished():
+        return  # the signal came after the trial was told: nothing to undo
     trial.set_user_attr("fail_reason", reason)
     study.tell(trial, state=TrialState.FAIL)
     if trial.params:
@@ -167,46 +215,3 @@ def _heartbeat(
     finally:
         stop.set()
         thread.join()
-
-
-# Signals that arrived while the sweep ran. Python drops an exception raised inside a
-# __del__ or a weakref callback (SQLAlchemy runs many), so a Ctrl-C landing there would be
-# lost; remembering it lets the loop raise it again at the next epoch or trial.
-_pending_signals: list[int] = []
-
-
-def raise_pending_interrupt() -> None:
-    """Raise again a Ctrl-C or SIGTERM whose exception was swallowed where it landed."""
-    if _pending_signals:
-        raise KeyboardInterrupt() if _pending_signals[0] == signal.SIGINT else Terminated()
-
-
-@contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    """For the duration, SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt``
-    in the main thread, and both are remembered for :func:`raise_pending_interrupt`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        _pending_signals.append(signum)
-        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
-
-    previous_hook = sys.unraisablehook
-
-    def unraisable(info: Any) -> None:
-        # The dropped exception is raised again by raise_pending_interrupt: no need for
-        # Python's "Exception ignored in ..." traceback on the user's terminal.
-        if not isinstance(info.exc_value, KeyboardInterrupt | Terminated):
-            previous_hook(info)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    sys.unraisablehook = unraisable
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        sys.unraisablehook = previous_hook
-        _pending_signals.clear()

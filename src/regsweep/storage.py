@@ -7,16 +7,21 @@ one SQLite file, and server connections that are dropped or recycled.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
+import socket
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from regsweep.config import (
     DEFAULT_GRACE_PERIOD_S,
@@ -25,11 +30,86 @@ from regsweep.config import (
     StudyConfig,
 )
 from regsweep.errors import StorageError
+from regsweep.signals import signals_deferred
 
 ALLOWED = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
 
 # SQLite waits this long for a lock held by another worker before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def _is_disconnect(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F, *, retry: bool) -> F:
+    """``method`` run with Ctrl-C and SIGTERM held back until it returns, and, with
+    ``retry``, run once more if the server dropped its connection."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # An exception raised inside a query leaves the connection mid-transaction and
+        # unusable, so the clean-up of the interrupted trial would fail with it.
+        with signals_deferred():
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:
+                if not (retry and _is_disconnect(exc)):
+                    raise
+                # SQLAlchemy has discarded the dead connection; the pool opens a fresh one.
+                return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, safe to interrupt and retrying once a dropped connection.
+
+    ``pool_pre_ping`` replaces a connection that died while idle in the pool; the retry
+    covers one that dies during a query (a server restart, ``pg_terminate_backend``, a
+    proxy timeout). Only calls that can safely run twice are retried: creating a study
+    or a trial is not, because a lost reply may hide a successful commit.
+    """
+
+
+_NOT_RETRIED = ("create_new_study", "delete_study", "create_new_trial")
+_RETRIED = (
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "get_best_trial",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+for _name in _NOT_RETRIED + _RETRIED:
+    setattr(
+        ReconnectingRDBStorage,
+        _name,
+        _guarded(getattr(optuna.storages.RDBStorage, _name), retry=_name in _RETRIED),
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +170,11 @@ def parse_url(url: str) -> URL:
     raise StorageError(f"study.storage: backend {backend!r} is not supported (allowed: {ALLOWED})")
 
 
+def application_name() -> str:
+    """How this process shows in ``pg_stat_activity``: which worker holds which connection."""
+    return f"regsweep {socket.gethostname()}:{os.getpid()}"[:63]
+
+
 def engine_kwargs(url: URL) -> dict[str, object]:
     if url.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
@@ -98,8 +183,43 @@ def engine_kwargs(url: URL) -> dict[str, object]:
         "pool_recycle": 300,  # stay under idle timeouts of servers and proxies
         "pool_size": 2,  # one worker needs one connection, plus one for its heartbeat
         "max_overflow": 4,
-        "connect_args": {"connect_timeout": 10},
+        "connect_args": {"connect_timeout": 10, "application_name": application_name()},
     }
+
+
+# Key of the PostgreSQL advisory lock held while Optuna creates its tables.
+_INIT_LOCK_KEY = zlib.crc32(b"regsweep:create-tables")
+
+
+@contextlib.contextmanager
+def _creation_lock(url: URL) -> Iterator[None]:
+    """Serialize table creation between processes that open a fresh database at once.
+
+    Optuna creates its tables and version row without a lock, so eight workers starting
+    together on an empty database would race (duplicate-table and duplicate-key errors).
+    """
+    if url.get_backend_name() == "sqlite":
+        from filelock import FileLock
+
+        with FileLock(str(Path(url.database or "").expanduser()) + ".lock"):
+            yield
+        return
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.NullPool, connect_args={"connect_timeout": 10}
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _INIT_LOCK_KEY}
+            )
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _INIT_LOCK_KEY}
+                )
+    finally:
+        engine.dispose()
 
 
 def build_storage(
@@ -125,22 +245,23 @@ def build_storage(
             ),
         }
     try:
-        storage = optuna.storages.RDBStorage(
-            rendered, engine_kwargs=engine_kwargs(parsed), **heartbeat_kwargs
-        )
-        if parsed.get_backend_name() == "sqlite":
-            _enable_wal(storage.engine)
+        with _creation_lock(parsed):
+            storage = ReconnectingRDBStorage(
+                rendered, engine_kwargs=engine_kwargs(parsed), **heartbeat_kwargs
+            )
+            if parsed.get_backend_name() == "sqlite":
+                _enable_wal(storage.engine)
     except SQLAlchemyError as exc:
         raise StorageError(
-            f"study.storage: cannot open {redact(url)} ({_first_line(exc)}); "
+            f"study.storage: cannot open {redact(url)} ({error_line(exc)}); "
             "check that the database server is running and the URL is right"
         ) from None
     except RuntimeError as exc:
         if "schema" in str(exc) or "upgrade" in str(exc):
             raise StorageError(
                 f"study.storage: {redact(url)} was written by another Optuna version "
-                f"({_first_line(exc)}); run `optuna storage upgrade --url URL` "
-                "or use a new database"
+                f"({error_line(exc).split('. Please')[0]}); back it up, then run "
+                f"`optuna storage upgrade --storage {redact(url)}`, or use a new database"
             ) from None
         raise
     return storage
@@ -153,7 +274,12 @@ def _enable_wal(engine: sqlalchemy.Engine) -> None:
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
-def _first_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """The first line of a database error: the driver's own message, without SQL or URL."""
+    # Optuna wraps SQLAlchemy's error in a StorageInternalError that says nothing useful.
+    cause = exc.__cause__
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and cause is not None:
+        exc = cause
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import socket
+import zlib
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optuna
 
 from regsweep.config import SweepConfig
@@ -35,6 +39,18 @@ def build_sampler(config: SweepConfig, seed: int | None = None) -> optuna.sample
     if spec.name == "grid":
         options.setdefault("search_space", grid(config.search_space))
     return _construct(_SAMPLERS[spec.name], options, "study.sampler.options")
+
+
+def worker_seed(study_seed: int, host: str | None = None, pid: int | None = None) -> int:
+    """A sampler seed for one worker, derived from the study seed, its host and its pid.
+
+    Workers seeded alike would propose the same first trials. The host matters too:
+    every container's worker may run as pid 1.
+    """
+    host = socket.gethostname() if host is None else host
+    pid = os.getpid() if pid is None else pid
+    entropy = [study_seed, zlib.crc32(host.encode()), pid]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def build_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
