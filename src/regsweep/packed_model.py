@@ -182,9 +182,11 @@ class PackedMLP:
         """Logits ``K x B x classes`` for the shared input batch ``x`` (``B x features``)."""
         k, batch = self.size, len(x)
         w0 = params["w0"]
-        z = (x @ w0.reshape(w0.shape[0], -1)).view(batch, k, -1).transpose(0, 1)
+        h = x
         for layer in range(self.n_hidden):
-            if layer > 0:
+            if layer == 0:
+                z = (x @ w0.reshape(w0.shape[0], -1)).view(batch, k, -1).transpose(0, 1)
+            else:
                 z = torch.bmm(h, params[f"w{layer}"])
             z = self._shift(z, layer, params, train=train)
             h = self.activation(z)
