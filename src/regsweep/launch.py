@@ -62,6 +62,20 @@ def launch(
     )
     objective = Objective(config, splits, listener=progress.epoch_done)
     with progress, sigterm_as_exception():
+        if config.study.pack > 1:
+            from regsweep.packed_runner import run_packed
+
+            outcome = run_packed(
+                study,
+                config,
+                splits,
+                n_trials=config.study.n_trials,
+                timeout=config.study.timeout,
+                listener=progress,
+                epoch_listener=progress.epoch_done,
+                heartbeat_storage=storage,
+            )
+            return study, outcome
         outcome = run_trials(
             study,
             objective,

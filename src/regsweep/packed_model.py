@@ -107,13 +107,17 @@ class PackedMLP:
             new[f"w{layer}"] = weight.unsqueeze(1) if layer == 0 else weight.unsqueeze(0)
             norm = norms[layer] if norms and layer < self.n_hidden else None
             if norm is not None:
+                assert norm.running_mean is not None and norm.running_var is not None
                 shift, scale = norm.bias.detach(), norm.weight.detach()
                 mean, var = norm.running_mean, norm.running_var
             else:
                 assert linear.bias is not None  # only a Linear followed by BatchNorm has none
                 shift = linear.bias.detach()
-                scale, mean, var = (torch.ones_like(shift), torch.zeros_like(shift),
-                                    torch.ones_like(shift))  # fmt: skip
+                scale, mean, var = (
+                    torch.ones_like(shift),
+                    torch.zeros_like(shift),
+                    torch.ones_like(shift),
+                )
             new[f"b{layer}"] = shift.view(1, 1, -1).to(self.device)
             if layer < self.n_hidden:
                 new[f"g{layer}"] = scale.view(1, 1, -1).to(self.device)
