@@ -80,7 +80,8 @@ class PackedMLP:
         self.state = {
             f"{s}:{n}": torch.zeros_like(p) for n, p in self.params.items() for s in slots
         }
-        self.steps = torch.zeros(0, dtype=torch.float64, device=device)
+        self.step_counts: list[int] = []  # optimizer steps taken, per member
+        self.scratch: dict[str, torch.Tensor] = {}
         self.regs: list[Regularization] = []
         self.generators: list[torch.Generator] = []
 
@@ -131,7 +132,7 @@ class PackedMLP:
                     self.state[key] = torch.cat([self.state[key], torch.zeros_like(value)], axis)
         for name, value in new_buffers.items():
             self.buffers[name] = torch.cat([self.buffers[name], value])
-        self.steps = torch.cat([self.steps, self.steps.new_zeros(1)])
+        self.step_counts.append(0)
         self.regs.append(reg)
         self.generators.append(generator)
         self._refresh_knobs()
@@ -145,7 +146,7 @@ class PackedMLP:
             self.state[key] = self.state[key].index_select(member_axis(key.split(":")[1]), index)
         for name in self.buffers:
             self.buffers[name] = self.buffers[name].index_select(0, index)
-        self.steps = self.steps.index_select(0, index)
+        self.step_counts = [self.step_counts[i] for i in members]
         self.regs = [self.regs[i] for i in members]
         self.generators = [self.generators[i] for i in members]
         self._refresh_knobs()
@@ -206,8 +207,7 @@ class PackedMLP:
         if self.any_bn:
             mean_key, var_key = f"rm{layer}", f"rv{layer}"
             if train:
-                mean = z.mean(1, keepdim=True)
-                var = z.var(1, unbiased=False, keepdim=True)
+                var, mean = torch.var_mean(z, dim=1, unbiased=False, keepdim=True)
                 with torch.no_grad():
                     n = z.shape[1]
                     self.buffers[mean_key].lerp_(mean.detach(), BN_MOMENTUM)
@@ -272,19 +272,27 @@ class PackedMLP:
         Weight decay acts on the weight matrices only (``make_optimizer``'s groups): added
         to the gradient for Adam and SGD (coupled L2), applied to the weights for AdamW.
         """
-        self.steps += 1
+        self.step_counts = [t + 1 for t in self.step_counts]
         lr, opt = self.opt.lr, self.opt.name
-        if opt != "sgd":
-            beta1, beta2 = ADAM_BETAS
-            step_size = (lr / (1 - beta1**self.steps)).float()
-            bc2_sqrt = (1 - beta2**self.steps).sqrt().float()
+        beta1, beta2 = ADAM_BETAS
+        # Members that joined together share their step count: then the bias corrections
+        # are plain numbers and the update is torch.optim.Adam's, operation for operation.
+        same_step = len(set(self.step_counts)) == 1
+        if opt != "sgd" and same_step:
+            t = self.step_counts[0]
+            step_size, bc2_sqrt = lr / (1 - beta1**t), (1 - beta2**t) ** 0.5
+        elif opt != "sgd":
+            steps = torch.tensor(self.step_counts, dtype=torch.float64)
+            inv_step = ((1 - beta1**steps) / lr).float().to(self.device)
+            inv_bc2_sqrt = (1 - beta2**steps).rsqrt().float().to(self.device)
         for name, grad in grads.items():
             param = self.params[name]
-            decayed = name.startswith("w") and self.any_decay
-            if decayed and opt != "adamw":
-                grad = grad + self._per_member(self.wd, name) * param
-            if decayed and opt == "adamw":
-                param.mul_(1 - lr * self._per_member(self.wd, name))
+            if name.startswith("w") and self.any_decay:
+                if opt == "adamw":
+                    param.mul_(self._per_member(1 - lr * self.wd, name))
+                else:
+                    # In place: autograd made this gradient for this step alone (mm backward).
+                    grad.addcmul_(param, self._per_member(self.wd, name))
             m = self.state[f"m:{name}"]
             if opt == "sgd":
                 m.mul_(self.opt.momentum).add_(grad)  # the first step's buffer is the gradient
@@ -293,8 +301,22 @@ class PackedMLP:
             v = self.state[f"v:{name}"]
             m.lerp_(grad, 1 - beta1)
             v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (v.sqrt() / self._per_member(bc2_sqrt, name)).add_(ADAM_EPS)
-            param.sub_(self._per_member(step_size, name) * m / denom)
+            # The denominator goes to a buffer kept between steps: fresh multi-megabyte
+            # tensors every step cost more in page faults than the arithmetic itself.
+            denom = self._scratch(name)
+            torch.sqrt(v, out=denom)
+            if same_step:
+                denom.div_(bc2_sqrt).add_(ADAM_EPS)
+                param.addcdiv_(m, denom, value=-step_size)
+            else:
+                denom.mul_(self._per_member(inv_bc2_sqrt, name)).add_(ADAM_EPS)
+                param.addcdiv_(m, denom.mul_(self._per_member(inv_step, name)), value=-1)
+
+    def _scratch(self, name: str) -> torch.Tensor:
+        buffer = self.scratch.get(name)
+        if buffer is None or buffer.shape != self.params[name].shape:
+            buffer = self.scratch[name] = torch.empty_like(self.params[name])
+        return buffer
 
     @torch.inference_mode()
     def evaluate(
