@@ -15,8 +15,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from regsweep.config import SweepConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
@@ -41,6 +45,19 @@ def repeated(n: int) -> tuple[np.ndarray, np.ndarray]:
     images, labels = mnist_t10k()
     reps = -(-n // len(images))
     return np.concatenate([images] * reps)[:n], np.concatenate([labels] * reps)[:n]
+
+
+def quiet_launch(config: SweepConfig) -> tuple[object, float]:
+    """Run ``regsweep.launch`` without its progress display; returns (study, seconds)."""
+    import io
+
+    from rich.console import Console
+
+    from regsweep.launch import launch
+
+    started = time.perf_counter()
+    study, _ = launch(config, console=Console(file=io.StringIO()))
+    return study, time.perf_counter() - started
 
 
 def machine() -> str:
@@ -129,3 +146,26 @@ names the exact command, the machine and the date. Everything compared in a sect
 measured in one run, on the same data, interleaved (A B A B ...), and is reported as
 medians and ratios; absolute times hold only for the machine named.
 """
+
+
+def t10k_sweep(name: str, storage: str, **sets: object) -> SweepConfig:
+    """sweeps/mnist.yaml on the real MNIST test set (8,000 training / 2,000 validation).
+
+    ``sets`` are ``--set`` style overrides, with ``__`` for dots: ``train__max_epochs=5``.
+    """
+    from regsweep.sweepfile import load_sweep
+
+    overrides = {
+        "study.name": name,
+        "study.storage": storage,
+        "data.dataset": "idx",
+        "data.train_images": str(IMAGES),
+        "data.train_labels": str(LABELS),
+        "data.val_fraction": 0.2,
+        "train.device": "cpu",
+        "train.threads": 1,
+        **{key.replace("__", "."): value for key, value in sets.items()},
+    }
+    if not (IMAGES.is_file() and LABELS.is_file()):
+        sys.exit(f"error: MNIST test set not found in {MNIST_T10K} (set REGSWEEP_MNIST_T10K)")
+    return load_sweep(REPO / "sweeps/mnist.yaml", flags=overrides)

@@ -127,9 +127,10 @@ def main() -> None:
         f"({'met' if goal >= 1.4 else 'NOT met'}); at batch 32: {ratio[(32, 8)]:.2f}x "
         f"({'more' if ratio[(32, 8)] > goal else 'not more'} than at 128)."
     )
+    threads = "" if args.threads == 1 else f" ({args.threads} threads)"
     benchlib.write_section(
-        "packed",
-        "Packed trials: trials per hour by pack size",
+        "packed" if args.threads == 1 else f"packed-{args.threads}-threads",
+        f"Packed trials: trials per hour by pack size{threads}",
         f"python benchmarks/packed.py --repeats {args.repeats} --threads {args.threads} "
         f"--train-images {args.train_images}",
         body,

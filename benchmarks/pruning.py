@@ -1,0 +1,103 @@
+"""Pruning: the same sweep and seed with no pruner, the median pruner and Hyperband.
+
+python benchmarks/pruning.py [--trials 30] [--epochs 15] [--pack 1]
+
+sweeps/mnist.yaml (TPE, its search space, early stopping by each trial's patience) on
+the real MNIST test set split 8,000 / 2,000, with fewer trials and epochs than the full
+sweep so that three sweeps fit in a few minutes. Reported: epochs trained in all, the
+best validation loss, and wall time. Goal: Hyperband trains at most 40% of the epochs of
+no pruning and reaches a best validation loss within 3% of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import uuid
+from pathlib import Path
+
+import benchlib
+import optuna
+
+PRUNERS = {
+    "none": {"name": "none"},
+    "median": {"name": "median", "options": {"n_startup_trials": 5, "n_warmup_steps": 2}},
+    # sweeps/mnist.yaml's own pruner
+    "hyperband": {"name": "hyperband", "options": {"min_resource": 1, "reduction_factor": 3}},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--pack", type=int, default=1)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, pruner in PRUNERS.items():
+            config = benchlib.t10k_sweep(
+                f"bench-pruning-{name}-{uuid.uuid4().hex[:6]}",
+                f"sqlite:///{Path(folder) / f'{name}.db'}",
+                study__pruner=pruner,
+                study__n_trials=args.trials,
+                study__pack=args.pack,
+                train__max_epochs=args.epochs,
+            )
+            study, seconds = benchlib.quiet_launch(config)
+            assert isinstance(study, optuna.Study)
+            trials = study.get_trials(deepcopy=False)
+            epochs = sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials)
+            pruned = sum(1 for t in trials if t.state == optuna.trial.TrialState.PRUNED)
+            best = study.best_trial
+            results[name] = (epochs, study.best_value, best.user_attrs["best_val_accuracy"],
+                             pruned, seconds)  # fmt: skip
+    base_epochs, base_loss = results["none"][0], results["none"][1]
+    rows = [
+        [
+            name,
+            f"{epochs:,}",
+            f"{epochs / base_epochs:.0%}",
+            str(pruned),
+            f"{loss:.4f}",
+            f"{(loss - base_loss) / base_loss:+.1%}",
+            f"{acc:.2%}",
+            f"{seconds:.0f}",
+        ]
+        for name, (epochs, loss, acc, pruned, seconds) in results.items()
+    ]
+    hb_epochs, hb_loss = results["hyperband"][0] / base_epochs, results["hyperband"][1]
+    gap = (hb_loss - base_loss) / base_loss
+    body = (
+        f"{args.trials} trials of up to {args.epochs} epochs each, seed 0, pack {args.pack}, "
+        "sweeps/mnist.yaml otherwise; real MNIST test set, 8,000 training / 2,000 "
+        "validation images.\n\n"
+        + benchlib.table(
+            [
+                "pruner",
+                "epochs trained",
+                "vs none",
+                "pruned trials",
+                "best val loss",
+                "vs none",
+                "its val acc",
+                "wall s",
+            ],
+            rows,
+        )
+        + f"\n\nGoal: Hyperband <= 40% of the epochs ({hb_epochs:.0%}: "
+        f"{'met' if hb_epochs <= 0.4 else 'NOT met'}) and best loss within 3% "
+        f"({gap:+.1%}: {'met' if gap <= 0.03 else 'NOT met'})."
+    )
+    benchlib.write_section(
+        "pruning",
+        "Pruning: no pruner vs median vs Hyperband",
+        f"python benchmarks/pruning.py --trials {args.trials} --epochs {args.epochs} "
+        f"--pack {args.pack}",
+        body,
+    )
+
+
+if __name__ == "__main__":
+    main()
