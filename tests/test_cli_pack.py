@@ -151,3 +151,44 @@ def running_count(db: Path) -> int:
             return int(rows.fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def test_a_killed_packed_worker_has_its_trials_failed_and_retried(
+    tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    """Heartbeats go out for every member: after a kill -9, all of them turn stale."""
+    sweep = sweep_file(
+        tiny_idx,
+        tmp_path,
+        study={"n_trials": 3, "pruner": "none", "heartbeat_interval": 1, "grace_period": 2},
+        train={"max_epochs": 400},
+        search_space={"patience": 1000},
+    )
+    db = tmp_path / "study.db"
+    env = {k: v for k, v in os.environ.items() if k != "REGSWEEP_STORAGE"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regsweep", "launch", str(sweep), "--pack", "3"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while running_count(db) < 3:
+            assert proc.poll() is None, "the worker ended early"
+            assert time.monotonic() < deadline, "the pack did not start"
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, only the heartbeats can tell
+        proc.wait()
+    assert running_count(db) == 3
+    time.sleep(2.5)  # past the grace period
+
+    resumed = run_cli("launch", sweep, "--pack", "3", "--set", "train.max_epochs=1", cwd=tmp_path)
+    assert resumed.code == 0, resumed.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL] * 3 + [TrialState.COMPLETE] * 3
+    assert [t.params for t in study.trials[3:]] == [t.params for t in study.trials[:3]]

@@ -190,7 +190,13 @@ class PackedMLP:
         h = x
         for layer in range(self.n_hidden):
             if layer == 0:
-                z = (x @ w0.reshape(w0.shape[0], -1)).view(batch, k, -1).transpose(0, 1)
+                # Contiguous per member from here: strided elementwise ops cost more than a copy.
+                z = (
+                    (x @ w0.reshape(w0.shape[0], -1))
+                    .view(batch, k, -1)
+                    .transpose(0, 1)
+                    .contiguous()
+                )
             else:
                 z = torch.bmm(h, params[f"w{layer}"])
             z = self._shift(z, layer, params, train=train)

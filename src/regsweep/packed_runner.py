@@ -70,6 +70,7 @@ def run_packed(
                         accepting, outcome.budget_reached = False, True
                         outcome.reason = f"budget of {n_trials} trials reached"
                         break
+                    running[trial.number] = trial  # from here on, an interrupt fails it too
                     reg = suggest_regularization(trial, config.search_space)
                     seed = trial_seed(config.study.seed, trial.number)
                     trial.set_user_attr("seed", seed)
@@ -77,7 +78,6 @@ def run_packed(
                         # The pack's batch order follows its first member's seed.
                         pack = Pack(config, splits, shuffle_seed=seed)
                     pack.admit(trial.number, reg, seed)
-                    running[trial.number] = trial
                     heart.add(trial.number)
                     if listener is not None:
                         listener.trial_started(trial)
