@@ -149,3 +149,27 @@ def test_new_member_after_compaction_trains(splits: Splits, tmp_path: Path) -> N
     assert [r.metrics.epoch for r in first] == [1]
     second = pack.run_epoch()
     assert second[0].metrics.val_loss < first[0].metrics.val_loss
+
+
+def test_a_diverging_member_leaves_the_others_untouched(splits: Splits) -> None:
+    """A member whose weights blow up to NaN is reported as diverged; its NaNs stay its own."""
+    config = sweep("sgd")
+    exploding = Regularization(weight_decay=1e5)  # SGD: w <- w * (1 - lr * 1e5) = -999 w
+    pack = Pack(config, splits, shuffle_seed=SHUFFLE_SEED)
+    pack.admit(1, exploding, 1)
+    seed, reg = MEMBERS[0]
+    pack.admit(seed, reg, seed)
+    history: list[float] = []
+    diverged_at = None
+    for epoch in range(1, EPOCHS + 1):
+        for row in pack.run_epoch():
+            if row.key == 1 and row.diverged and diverged_at is None:
+                diverged_at = epoch
+            if row.key == seed:
+                history.append(row.metrics.val_loss)
+        if diverged_at == epoch:
+            ((_, result),) = pack.release({1})
+            assert result.epochs_run == epoch
+    assert diverged_at == 1
+    solo = solo_val_losses(config, splits, seed, reg)
+    assert torch.allclose(torch.tensor(history), torch.tensor(solo), **TOLERANCE)
