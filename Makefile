@@ -34,8 +34,10 @@ unit: setup
 
 test: lint typecheck unit
 
-bench: setup  ## benchmarks write their figures into BENCHMARKS.md
-	$(BIN)/python benchmarks/epoch_speed.py
+BENCHMARKS := epoch_speed packed orchestration pruning workers memory quality
+
+bench: setup  ## every benchmark writes its section of BENCHMARKS.md (about 20 minutes)
+	for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache regsweep.db regsweep.db-* regsweep.db.lock

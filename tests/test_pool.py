@@ -130,3 +130,6 @@ def test_worker_arguments_reproduce_the_config_but_never_the_password(
         "train.threads=2",
         "--debug",
     ]
+    raw["study"]["pack"] = 4
+    packed = worker_args(resolve_config(raw, source="test", env={}), [], threads=1, debug=False)
+    assert packed[packed.index("--pack") + 1] == "4"

@@ -163,6 +163,25 @@ def test_four_workers_share_one_budget(
     assert SECRET not in str(stored)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_packed_workers_share_one_budget(
+    backend: StudyWatch, tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    n_trials = 7  # not a multiple of the pack: the last packs run part-full
+    sweep = write_sweep(tiny_idx, tmp_path, backend, n_trials=n_trials, epochs=2, pack=3)
+    with reaped(start_workers(sweep, tmp_path, 2)) as workers:
+        codes = [w.wait() for w in workers]
+    assert codes == [0, 0], [w.output() for w in workers]
+    for worker in workers:
+        assert_clean_output(worker, backend.url)
+    assert_budget_met(backend, n_trials)
+    trials = backend.trials()
+    assert len(trials) == n_trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(set(t.params) == set(REGULARIZERS) for t in trials)
+    assert all(t.user_attrs["worker"] for t in trials)
+
+
 @pytest.mark.postgres
 def test_eight_workers_starting_together_make_one_study(
     postgres_url: str, tiny_idx: IdxData, tmp_path: Path

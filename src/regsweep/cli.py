@@ -78,6 +78,10 @@ SetOpt = Annotated[
         help="Override any key: --set train.max_epochs=3 (repeatable).",
     ),
 ]
+PackOpt = Annotated[
+    int | None,
+    typer.Option("--pack", metavar="K", help="Train up to K trials at once as one batched model."),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 
 
@@ -128,12 +132,14 @@ def sweep_flags(
     study: str | None,
     n_trials: int | None = None,
     timeout: float | None = None,
+    pack: int | None = None,
 ) -> dict[str, object]:
     return {
         "study.storage": storage,
         "study.name": study,
         "study.n_trials": n_trials,
         "study.timeout": timeout,
+        "study.pack": pack,
     }
 
 
@@ -155,13 +161,14 @@ def launch(
     study: StudyOpt = None,
     n_trials: NTrialsOpt = None,
     timeout: TimeoutOpt = None,
+    pack: PackOpt = None,
     set_: SetOpt = None,
     workers: WorkersOpt = 1,
     debug: DebugOpt = False,
 ) -> None:
     """Create or resume a study and run trials until its budget is reached."""
     config = load_sweep(
-        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout)
+        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout, pack)
     )
     if workers > 1:
         from regsweep.pool import run_pool
@@ -183,6 +190,7 @@ def worker(
     study: StudyOpt = None,
     n_trials: NTrialsOpt = None,
     timeout: TimeoutOpt = None,
+    pack: PackOpt = None,
     set_: SetOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -191,7 +199,7 @@ def worker(
     Start as many as you like, on this machine or others, against one database.
     """
     config = load_sweep(
-        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout)
+        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout, pack)
     )
     from regsweep.launch import launch as launch_sweep
 
@@ -254,12 +262,13 @@ def validate(
     study: StudyOpt = None,
     n_trials: NTrialsOpt = None,
     timeout: TimeoutOpt = None,
+    pack: PackOpt = None,
     set_: SetOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Check a sweep file and print the resolved config and worst-case budget; runs nothing."""
     config = load_sweep(
-        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout)
+        sweep, sets=set_ or [], flags=sweep_flags(storage, study, n_trials, timeout, pack)
     )
     from regsweep.study import build_pruner, build_sampler, stored_config
 
@@ -269,7 +278,12 @@ def validate(
     out.print(
         f"{sweep}: valid. Worst case: {config.study.n_trials} trials x "
         f"{config.train.max_epochs} epochs = {config.worst_case_epochs()} epochs "
-        "(pruning and early stopping train fewer).",
+        "(pruning and early stopping train fewer)"
+        + (
+            f", up to {config.study.pack} trials at once per worker."
+            if config.study.pack > 1
+            else "."
+        ),
         highlight=False,
     )
 

@@ -81,14 +81,28 @@ def launch(
         )
         objective = Objective(config, splits, listener=progress.epoch_done)
         with progress, sigterm_as_exception():
-            outcome = run_trials(
-                study,
-                objective,
-                n_trials=config.study.n_trials,
-                timeout=config.study.timeout,
-                listener=progress,
-                heartbeat_storage=storage,
-            )
+            if config.study.pack > 1:
+                from regsweep.packed_runner import run_packed
+
+                outcome = run_packed(
+                    study,
+                    config,
+                    splits,
+                    n_trials=config.study.n_trials,
+                    timeout=config.study.timeout,
+                    listener=progress,
+                    epoch_listener=progress.epoch_done,
+                    heartbeat_storage=storage,
+                )
+            else:
+                outcome = run_trials(
+                    study,
+                    objective,
+                    n_trials=config.study.n_trials,
+                    timeout=config.study.timeout,
+                    listener=progress,
+                    heartbeat_storage=storage,
+                )
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         # pool_pre_ping rides out one dropped connection; this is a database that stays
         # away. A trial left RUNNING is failed and retried by heartbeat once it is back.

@@ -69,6 +69,8 @@ def worker_args(config: SweepConfig, sets: Sequence[str], threads: int, debug: b
     args = ["--study", config.study_name, "--n-trials", str(config.study.n_trials)]
     if config.study.timeout is not None:
         args += ["--timeout", str(config.study.timeout)]
+    if config.study.pack > 1:
+        args += ["--pack", str(config.study.pack)]
     for assignment in sets:
         args += ["--set", assignment]
     args += ["--set", f"train.threads={threads}"]

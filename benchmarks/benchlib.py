@@ -1,0 +1,171 @@
+"""Shared by the benchmarks: the real MNIST images, the machine, timing, BENCHMARKS.md.
+
+Every benchmark is a script (``python benchmarks/NAME.py``) that prints a markdown table
+and replaces its own section of BENCHMARKS.md at the repository root.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from regsweep.config import SweepConfig
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+MNIST_T10K = Path(os.environ.get("REGSWEEP_MNIST_T10K", REPO.parent / "shared/data/mnist-t10k"))
+IMAGES = MNIST_T10K / "t10k-images-idx3-ubyte.gz"
+LABELS = MNIST_T10K / "t10k-labels-idx1-ubyte.gz"
+
+sys.path.insert(0, str(REPO / "src"))
+
+
+def mnist_t10k() -> tuple[np.ndarray, np.ndarray]:
+    """The real MNIST test set: 10,000 images (uint8, 28 x 28) and labels."""
+    from regsweep.idx import read_idx
+
+    if not (IMAGES.is_file() and LABELS.is_file()):
+        sys.exit(f"error: MNIST test set not found in {MNIST_T10K} (set REGSWEEP_MNIST_T10K)")
+    return read_idx(IMAGES), read_idx(LABELS)
+
+
+def repeated(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` images: the 10,000 real test images repeated (for a full-size epoch)."""
+    images, labels = mnist_t10k()
+    reps = -(-n // len(images))
+    return np.concatenate([images] * reps)[:n], np.concatenate([labels] * reps)[:n]
+
+
+def quiet_launch(config: SweepConfig) -> tuple[object, float]:
+    """Run ``regsweep.launch`` without its progress display; returns (study, seconds)."""
+    import io
+
+    from rich.console import Console
+
+    from regsweep.launch import launch
+
+    started = time.perf_counter()
+    study, _ = launch(config, console=Console(file=io.StringIO()))
+    return study, time.perf_counter() - started
+
+
+def machine() -> str:
+    """The CPU, its cores, and how busy the machine was (other users share it)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}; "
+        f"load average {load:.2f} at the start (machine shared with other users)"
+    )
+
+
+def interleaved(
+    cases: dict[str, Callable[[], float | None]], repeats: int
+) -> dict[str, list[float]]:
+    """Run every case once per round, A B C A B C ..., so load changes hit all alike.
+
+    A case returns its own measured seconds, or None to be timed as a whole call.
+    """
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            started = time.perf_counter()
+            measured = case()
+            times[name].append(measured if measured is not None else time.perf_counter() - started)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_section(name: str, title: str, command: str, body: str) -> None:
+    """Print ``body`` and replace section ``name`` of BENCHMARKS.md with it."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"<!-- BEGIN {name} -->\n## {title}\n\n"
+        f"Command: `{command}` · {stamp} · commit {git_commit()}\n\n"
+        f"Machine: {machine()}\n\n{body.strip()}\n<!-- END {name} -->"
+    )
+    print(section)
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else _HEADER
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    BENCHMARKS_MD.write_text(text)
+
+
+_HEADER = """# Benchmarks
+
+Each section is written by its script in `benchmarks/` (`make bench` runs them all) and
+names the exact command, the machine and the date. Everything compared in a section was
+measured in one run, on the same data, interleaved (A B A B ...), and is reported as
+medians and ratios; absolute times hold only for the machine named.
+"""
+
+
+def t10k_sweep(name: str, storage: str, **sets: object) -> SweepConfig:
+    """sweeps/mnist.yaml on the real MNIST test set (8,000 training / 2,000 validation).
+
+    ``sets`` are ``--set`` style overrides, with ``__`` for dots: ``train__max_epochs=5``.
+    """
+    from regsweep.sweepfile import load_sweep
+
+    overrides = {
+        "study.name": name,
+        "study.storage": storage,
+        "data.dataset": "idx",
+        "data.train_images": str(IMAGES),
+        "data.train_labels": str(LABELS),
+        "data.val_fraction": 0.2,
+        "train.device": "cpu",
+        "train.threads": 1,
+        **{key.replace("__", "."): value for key, value in sets.items()},
+    }
+    if not (IMAGES.is_file() and LABELS.is_file()):
+        sys.exit(f"error: MNIST test set not found in {MNIST_T10K} (set REGSWEEP_MNIST_T10K)")
+    return load_sweep(REPO / "sweeps/mnist.yaml", flags=overrides)
