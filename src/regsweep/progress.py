@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from regsweep.budget import retried_number
 from regsweep.config import REGULARIZERS
 
 if TYPE_CHECKING:
@@ -159,10 +160,39 @@ def trial_line(trial: FrozenTrial) -> str:
     )
 
 
+def trial_notes(trials: list[FrozenTrial]) -> dict[int, str]:
+    """Why each trial ended as it did, where its state alone does not say, by trial number.
+
+    regsweep records a ``fail_reason`` on every failure it sees (an exception, a NaN
+    loss, Ctrl-C, SIGTERM); a failed trial without one was failed by another worker's
+    stale-trial check, i.e. its own worker died without a word (SIGKILL, OOM, a lost
+    machine).
+    """
+    retry_of = {t.number: retried_number(t) for t in trials}
+    retried_as = {orig: number for number, orig in retry_of.items() if orig is not None}
+    notes: dict[int, str] = {}
+    for t in trials:
+        parts = []
+        if retry_of[t.number] is not None:
+            parts.append(f"retry of trial {retry_of[t.number]}")
+        if t.state == TrialState.FAIL:
+            parts.append(
+                str(t.user_attrs.get("fail_reason") or "its worker stopped sending heartbeats")
+            )
+            if t.number in retried_as:
+                parts.append(f"retried as trial {retried_as[t.number]}")
+        elif t.state == TrialState.COMPLETE and t.user_attrs.get("stopped_early"):
+            parts.append(f"stopped early, best epoch {t.user_attrs.get('best_epoch', '?')}")
+        if parts:
+            notes[t.number] = "; ".join(parts)
+    return notes
+
+
 def trials_table(trials: list[FrozenTrial], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("#", "state", "val loss", "val acc", "epochs", *REGULARIZERS):
-        table.add_column(column, justify="right" if column not in ("state",) else "left")
+    for column in ("#", "state", "val loss", "val acc", "epochs", *REGULARIZERS, "note"):
+        table.add_column(column, justify="left" if column in ("state", "note") else "right")
+    notes = trial_notes(trials)
     for t in trials:
         acc = t.user_attrs.get("best_val_accuracy")
         row = [
@@ -175,5 +205,6 @@ def trials_table(trials: list[FrozenTrial], title: str) -> Table:
         for name in REGULARIZERS:
             value = t.params.get(name, "-")
             row.append(f"{value:.3g}" if isinstance(value, float) else str(value))
+        row.append(notes.get(t.number, ""))
         table.add_row(*row)
     return table
