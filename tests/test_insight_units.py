@@ -3,6 +3,7 @@ except one tiny ablation on generated data."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,10 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from regsweep.ablation import ABLATION_ATTR, run_ablation, summarize, variants
+from regsweep.ablation import ABLATION_ATTR, retrain, run_ablation, summarize, variants
 from regsweep.config import REGULARIZERS, SweepConfig
 from regsweep.errors import ConfigError
-from regsweep.outputs import prepare_dir, prepare_file
+from regsweep.outputs import prepare_dir, prepare_file, write_atomic
 from regsweep.report import build_report
 from regsweep.study import CONFIG_ATTR, open_study, stored_config
 from regsweep.studyview import effective, is_unregularized
@@ -159,6 +160,23 @@ def test_ablation_without_a_test_split_measures_validation_only(
     assert next(r for r in result["rows"] if r["key"] == "no_patience")["same_as"] == "best"
 
 
+def test_ablation_measures_a_run_without_early_stopping_on_its_last_epoch(
+    tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    config = SweepConfig.model_validate(idx_sweep(tiny_idx, tmp_path, train={"max_epochs": 6}))
+    params = {"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "batch_norm": False}
+    with_stopping = retrain(config.model_dump_json(), {**params, "patience": 1}, seed=5)
+    without = retrain(config.model_dump_json(), {**params, "patience": 6}, seed=5)
+    assert with_stopping["weights"] == "best epoch"
+    assert with_stopping["val_loss"] == min(with_stopping["val_loss_curve"])
+    assert without["weights"] == "last epoch" and without["epochs_run"] == 6
+    assert without["val_loss"] == without["val_loss_curve"][-1]
+    # The same seed trains the same path until early stopping would have ended it.
+    n = with_stopping["epochs_run"]
+    assert without["val_loss_curve"][:n] == with_stopping["val_loss_curve"]
+
+
 def test_gap_compares_with_the_studys_own_unregularized_trial() -> None:
     html = build_report(synthetic_study(with_plain_trial=True))
     assert "best trial without regularization #3" in html
@@ -191,3 +209,18 @@ def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a folder"):
         prepare_file(tmp_path, "-o")
     assert prepare_dir(tmp_path / "new" / "dir", "-o").is_dir()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        prepare_file(fifo, "-o")
+
+
+def test_an_output_given_as_a_symlink_is_written_through(tmp_path: Path) -> None:
+    target = tmp_path / "reports" / "real.html"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "report.html"
+    link.symlink_to(target)
+    write_atomic(prepare_file(link, "-o"), lambda tmp: tmp.write_text("new"))
+    assert link.is_symlink() and target.read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real.html"]  # no temp left

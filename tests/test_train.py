@@ -99,6 +99,21 @@ def test_fit_stops_early_and_restores_the_best_weights() -> None:
     assert attrs["epoch_seconds"] > 0 and 0.0 <= attrs["weight_sparsity"] <= 1.0
 
 
+def test_fit_without_restoring_keeps_the_last_epochs_weights() -> None:
+    """What an ablation of early stopping measures: the model training left behind."""
+    splits = noise_splits()
+    torch.manual_seed(0)
+    model = build_mlp(16, [64], 4)
+    train = TrainConfig(max_epochs=12, batch_size=16, lr=0.01)
+    reg = Regularization(patience=12)  # early stopping off
+    result = fit(model, splits, train, reg, seed=0, restore_best=False)
+    assert result.epochs_run == 12 and not result.stopped_early
+    assert result.best_epoch < 12  # noise labels: validation loss rises after its best
+    last = result.history[-1].val_loss
+    assert last > result.best_val_loss
+    assert evaluate(model, splits.val_x, splits.val_y)[0] == pytest.approx(last)
+
+
 def test_fit_learns_and_a_stop_request_ends_the_run() -> None:
     splits = learnable_splits()
     model = build_mlp(8, [16], 3)

@@ -98,13 +98,23 @@ def retrain(config_json: str, params: dict[str, Any], seed: int) -> dict[str, An
 
     config = SweepConfig.model_validate_json(config_json)
     splits = load_splits(config.data, config.study.seed, resolve_device(config.train.device))
-    model, result = train_config(config, splits, Regularization.from_params(params), seed)
+    reg = Regularization.from_params(params)
+    # Early stopping is two things: stopping, and going back to the best epoch. Without
+    # it a model is what its last epoch left, so that is what is measured; otherwise the
+    # row without early stopping could never come out worse than the best row.
+    early_stopping = reg.patience < config.train.max_epochs
+    model, result = train_config(config, splits, reg, seed, restore_best=early_stopping)
+    if early_stopping:
+        val_loss, val_accuracy = result.best_val_loss, result.best_val_accuracy
+    else:
+        val_loss, val_accuracy = result.history[-1].val_loss, result.history[-1].val_accuracy
     run: dict[str, Any] = {
         "seed": seed,
-        "val_loss": result.best_val_loss,
-        "val_accuracy": result.best_val_accuracy,
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
         "test_loss": None,
         "test_accuracy": None,
+        "weights": "best epoch" if early_stopping else "last epoch",
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "train_loss_curve": [m.train_loss for m in result.history],

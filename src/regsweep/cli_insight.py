@@ -108,6 +108,10 @@ def ablate(
         "the study (see `regsweep report`)",
         highlight=False,
     )
+    err.print(
+        "note: rows without early stopping are measured on their last epoch's weights, "
+        "the others on their best epoch's"
+    )
     if not result["has_test"]:
         err.print("note: the data set has no test split; only validation numbers were measured")
 

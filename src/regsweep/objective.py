@@ -43,11 +43,14 @@ def train_config(
     reg: Regularization,
     seed: int,
     on_epoch: Callable[[EpochMetrics], bool] | None = None,
+    restore_best: bool = True,
 ) -> tuple[torch.nn.Module, FitResult]:
     """Build and train one model with ``reg``; used by trials, ablation and export alike."""
     torch.manual_seed(seed)
     model = build_model(config, splits, reg)
-    result = fit(model, splits, config.train, reg, seed=seed, on_epoch=on_epoch)
+    result = fit(
+        model, splits, config.train, reg, seed=seed, on_epoch=on_epoch, restore_best=restore_best
+    )
     return model, result
 
 

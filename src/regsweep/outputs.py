@@ -32,13 +32,21 @@ def prepare_file(path: Path, flag: str) -> Path:
     if blocking is not None:
         raise ConfigError(f"{flag} {path}: cannot write there ({blocking} is a file, not a folder)")
     prepare_dir(path.parent, flag)
+    if path.exists() and not path.is_file():
+        # A device, pipe or socket: the rename that makes writes atomic would replace it.
+        raise ConfigError(f"{flag} {path}: exists and is not a regular file")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{flag} {path}: the file exists and cannot be overwritten")
     return path
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file in the same folder, then rename: no half files."""
+    """Write through a temporary file in the same folder, then rename: no half files.
+
+    A symbolic link is written through (its target is replaced), not replaced itself.
+    """
+    if path.is_symlink():
+        path = path.resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)

@@ -368,7 +368,9 @@ def ablation_section(ablation: dict[str, Any] | None, best: FrozenTrial, name: s
         "The best config retrained with each regularizer removed in turn, and with none, "
         "over several seeds (mean ± standard deviation). <b>*</b> marks a difference from "
         "the best row larger than the seed-to-seed spread (the two standard deviations "
-        "added).",
+        "added). Rows with early stopping keep their best epoch's weights; rows without "
+        "it (no early stopping, no regularization) train every epoch and are measured on "
+        "their last epoch's weights, as a model trained without early stopping is.",
     )
     if ablation is None:
         section.note(

@@ -155,8 +155,12 @@ def fit(
     *,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    restore_best: bool = True,
 ) -> FitResult:
     """Train ``model`` for up to ``train.max_epochs`` and restore its best weights.
+
+    With ``restore_best`` False the model keeps its last epoch's weights: what training
+    without early stopping gives, which an ablation of early stopping must measure.
 
     Raises:
         TrialDiverged: the training or validation loss became NaN or infinite.
@@ -202,7 +206,7 @@ def fit(
             result.stopped_early = epoch < train.max_epochs
             break
 
-    if best_state is not None:
+    if restore_best and best_state is not None:
         model.load_state_dict(best_state)
     result.weight_sparsity = weight_sparsity(model)
     return result
