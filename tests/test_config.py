@@ -232,6 +232,45 @@ def test_set_override_errors_name_their_origin(tiny_idx: IdxData, tmp_path: Path
     assert not (tmp_path / "study.db").exists()
 
 
+def test_a_bad_storage_url_is_blamed_on_where_it_came_from_and_never_shows_a_password(
+    tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    sweep = write(tmp_path, idx_sweep(tiny_idx, tmp_path))
+    from_env = run_cli("launch", sweep, cwd=tmp_path, env={"REGSWEEP_STORAGE": "study.db"})
+    assert_one_line_error(from_env, "REGSWEEP_STORAGE: study.storage", "did you mean")
+    # A slash short of a URL: not parseable, but its password is still hidden.
+    typo = "postgresql+psycopg:/u:s3cr3t@db/x"
+    for command in ("validate", "launch"):
+        result = run_cli(command, sweep, "--storage", typo, cwd=tmp_path)
+        assert_one_line_error(result, "--storage: study.storage", "u:***@db", "not a database URL")
+        assert "s3cr3t" not in result.stdout + result.stderr
+    into = run_cli(
+        "launch", sweep, "--set", "study.storage.x=1", cwd=tmp_path,
+        env={"REGSWEEP_STORAGE": "postgresql+psycopg://u:s3cr3t@db/x"},
+    )  # fmt: skip
+    assert_one_line_error(into, "--set study.storage.x", "u:***@db")
+    assert "s3cr3t" not in into.stderr
+    assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["launch", "SWEEP", "--n-trials", "abc"], ["regsweep launch", "--n-trials", "integer"]),
+        (["launch"], ["regsweep launch", "Missing argument 'SWEEP.yaml'"]),
+        (["lunch", "SWEEP"], ["No such command 'lunch'"]),
+        (["ablate", "--seeds", "0"], ["regsweep ablate", "--seeds", "greater than or equal to 1"]),
+    ],
+)
+def test_command_line_mistakes_are_one_line_errors(
+    tiny_idx: IdxData, tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    sweep = write(tmp_path, idx_sweep(tiny_idx, tmp_path))
+    result = run_cli(*(str(sweep) if a == "SWEEP" else a for a in args), cwd=tmp_path)
+    assert_one_line_error(result, *fragments, "--help")
+    assert not (tmp_path / "study.db").exists()
+
+
 def test_validate_prints_budget_and_runs_nothing(tiny_idx: IdxData, tmp_path: Path) -> None:
     sweep = write(tmp_path, idx_sweep(tiny_idx, tmp_path))
     result = run_cli("validate", sweep, "--n-trials", "7", cwd=tmp_path)

@@ -30,7 +30,7 @@ from regsweep.progress import format_params, trials_table
 from regsweep.runner import RunOutcome, Terminated
 from regsweep.storage import redact
 from regsweep.study import CONFIG_ATTR
-from regsweep.sweepfile import load_sweep
+from regsweep.sweepfile import STORAGE_ENV, load_sweep
 
 app = typer.Typer(
     add_completion=False,
@@ -38,7 +38,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Hyperparameter sweeps over the regularizers of a PyTorch MLP, on Optuna.",
 )
-out = Console()
+# Piped or in CI, Rich would assume 80 columns and cut the trials table's values short;
+# files and logs have no width, so they get a wide one (COLUMNS still wins).
+_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
+out = Console(width=_PIPE_WIDTH)
 err = Console(stderr=True)
 
 # Options shared by several commands.
@@ -250,9 +253,16 @@ def print_summary(study: optuna.Study, outcome: RunOutcome, config: SweepConfig)
         )
         table.add_row("params", format_params(best.params))
     out.print(table)
-    out.print(
-        f"watch it: [bold]optuna-dashboard {redact(config.study.storage)}[/]", highlight=False
-    )
+    shown = redact(config.study.storage)
+    if shown == config.study.storage:
+        out.print(f"watch it: [bold]optuna-dashboard {shown}[/]", highlight=False)
+    else:
+        # A command with *** in place of the password would not log in.
+        out.print(
+            f"watch it: [bold]regsweep dashboard --study {study.study_name}[/] with the same "
+            f"storage as this run ({shown}: --storage or {STORAGE_ENV})",
+            highlight=False,
+        )
 
 
 @command
@@ -346,10 +356,34 @@ def best(
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
     try:
-        app(args=sys.argv[1:] if argv is None else argv, prog_name="regsweep")
+        result = app(
+            args=sys.argv[1:] if argv is None else argv,
+            prog_name="regsweep",
+            standalone_mode=False,  # so that usage errors come back here, see below
+        )
+    except typer.Abort:
+        return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+    except Exception as exc:
+        # Click's own errors (bad option value, unknown command, missing argument), which
+        # Typer would draw as a multi-line box; bad input gets one line everywhere. Typer
+        # vendors Click in recent releases, so they are recognized by their interface.
+        exit_code = getattr(exc, "exit_code", None)
+        if not (hasattr(exc, "format_message") and isinstance(exit_code, int)):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "regsweep"
+        message = exc.format_message()
+        if message:  # empty after `regsweep` alone, which has printed the help instead
+            err.print(
+                f"error: {command}: {message} (see {command} --help)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        return exit_code
+    return result if isinstance(result, int) else 0
 
 
 def run() -> NoReturn:

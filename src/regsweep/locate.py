@@ -26,7 +26,17 @@ def locate(sweep: Path | None, storage: str | None, study: str | None) -> StudyR
     if sweep is not None:
         config = load_sweep(sweep, flags={"study.storage": storage, "study.name": study})
         return StudyRef(config.study.storage, config.study_name)
-    return StudyRef(storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE, study)
+    if storage:
+        url, origin = storage, "--storage"
+    elif os.environ.get(STORAGE_ENV):
+        url, origin = os.environ[STORAGE_ENV], STORAGE_ENV
+    else:
+        url, origin = DEFAULT_STORAGE, "default storage"
+    try:
+        parse_url(url)
+    except StorageError as exc:
+        raise StorageError(f"{origin}: {exc}") from None
+    return StudyRef(url, study)
 
 
 def open_existing(ref: StudyRef) -> tuple[optuna.Study, optuna.storages.RDBStorage]:

@@ -130,8 +130,19 @@ def redact(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
-        # Not a URL SQLAlchemy understands: still never echo anything that looks like a secret.
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        pass
+    # Not a URL SQLAlchemy understands (a slash missing, a typo in the scheme): still
+    # never echo anything that looks like a secret, i.e. what lies between a user
+    # name's colon and the last @.
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    match = _USERINFO.match(head)
+    return f"{match[1] or ''}{match[2]}:***@{tail}" if match else url
+
+
+# [scheme:/ or scheme://]user:password, the scheme optional.
+_USERINFO = re.compile(r"^([^:]*:/*)?([^:@/]*):(.*)$", re.S)
 
 
 def parse_url(url: str) -> URL:
@@ -143,7 +154,7 @@ def parse_url(url: str) -> URL:
     if "://" not in url:
         hint = f"; did you mean 'sqlite:///{url}'?" if url.endswith((".db", ".sqlite")) else ""
         raise StorageError(
-            f"study.storage: {url!r} is not a database URL (allowed: {ALLOWED}){hint}"
+            f"study.storage: {redact(url)!r} is not a database URL (allowed: {ALLOWED}){hint}"
         )
     try:
         parsed = make_url(url)

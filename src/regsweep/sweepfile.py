@@ -17,7 +17,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from regsweep.config import SweepConfig
-from regsweep.errors import ConfigError
+from regsweep.errors import ConfigError, StorageError
+from regsweep.storage import parse_url, redact
 
 STORAGE_ENV = "REGSWEEP_STORAGE"
 
@@ -90,7 +91,8 @@ def _assign(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
             if isinstance(child, (int, float, bool)) and parts[depth + 1] in {"low", "high"}:
                 child = node[part] = {}
             else:
-                raise ConfigError(f"{source} {dotted}: {here} holds {child!r}, not a section")
+                shown = redact(child) if isinstance(child, str) else child
+                raise ConfigError(f"{source} {dotted}: {here} holds {shown!r}, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -131,6 +133,11 @@ def resolve_config(
         config = SweepConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, origin)) from None
+    try:
+        parse_url(config.study.storage)
+    except StorageError as exc:
+        # Say where the bad URL came from: a flag, --set, REGSWEEP_STORAGE or the file.
+        raise StorageError(f"{origin.get('study.storage', source)}: {exc}") from None
     if config.study.name is None:
         config.study.name = default_name or "regsweep"
     return config
