@@ -133,3 +133,6 @@ def test_worker_arguments_reproduce_the_config_but_never_the_password(
     raw["study"]["pack"] = 4
     packed = worker_args(resolve_config(raw, source="test", env={}), [], threads=1, debug=False)
     assert packed[packed.index("--pack") + 1] == "4"
+    # A --set of the storage stays with the parent, which hands workers its resolved URL.
+    moved = worker_args(config, ["study.storage=sqlite:///other.db"], threads=1, debug=False)
+    assert "other.db" not in " ".join(moved)

@@ -72,7 +72,10 @@ def worker_args(config: SweepConfig, sets: Sequence[str], threads: int, debug: b
     if config.study.pack > 1:
         args += ["--pack", str(config.study.pack)]
     for assignment in sets:
-        args += ["--set", assignment]
+        # The parent's resolved storage reaches workers as REGSWEEP_STORAGE; a forwarded
+        # --set study.storage would outrank it and send them to another database.
+        if assignment.partition("=")[0].strip() != "study.storage":
+            args += ["--set", assignment]
     args += ["--set", f"train.threads={threads}"]
     return [*args, "--debug"] if debug else args
 
