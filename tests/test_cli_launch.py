@@ -22,6 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from regsweep.config import REGULARIZERS
+from regsweep.study import _difference
 from tests.conftest import CliResult, IdxData, idx_sweep, run_cli
 
 N_TRIALS = 6
@@ -178,6 +179,14 @@ def test_changed_search_space_is_refused(launched: Launched) -> None:
     assert lines[0].startswith("error: search_space: study 'tiny'")
     assert "dropout: stored" in lines[0] and "another --study name" in lines[0]
     assert len(launched.study().trials) == before
+
+
+def test_the_refusal_shows_both_ranges_whole() -> None:
+    stored = {"dropout": {"low": 0.0, "high": 0.5, "log": False, "step": None}}
+    now = {"dropout": {"low": 0.0, "high": 0.6, "log": False, "step": None}}
+    assert _difference(stored, now) == (
+        'dropout: stored {"low": 0.0, "high": 0.5}, now {"low": 0.0, "high": 0.6}'
+    )
 
 
 def test_more_trials_extend_the_study_and_a_full_budget_runs_nothing(

@@ -143,7 +143,10 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 def _brief(spec: Any) -> str:
     if isinstance(spec, dict):
-        return json.dumps({k: v for k, v in spec.items() if v not in (None, False)})
+        # Leave out unset keys (None) and log: false, but never a low of 0 (0 == False).
+        return json.dumps(
+            {k: v for k, v in spec.items() if v is not None and not (k == "log" and v is False)}
+        )
     return json.dumps(spec)
 
 
