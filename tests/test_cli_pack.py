@@ -12,11 +12,18 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from regsweep.config import REGULARIZERS
+from regsweep.data import load_splits
+from regsweep.export import export_best
+from regsweep.objective import BatchOrder, train_config
+from regsweep.regularization import Regularization
+from regsweep.studyview import require_config
 from tests.conftest import IdxData, run_cli
 from tests.test_cli_launch import AGGRESSIVE_PRUNER, sweep_file
+from tests.test_pack import TOLERANCE
 
 N_TRIALS = 10
 MAX_EPOCHS = 8
@@ -31,6 +38,7 @@ ATTRS = {
     "epoch_seconds",
     "weight_sparsity",
     "seed",
+    "batch_order",
     "worker",
 }
 
@@ -84,6 +92,35 @@ def test_members_are_pruned_and_stopped_early_on_their_own(packed_study: optuna.
     assert any(t.user_attrs["stopped_early"] for t in trials)
     # Leaving members differ in length: members left the pack at different epochs.
     assert len({t.user_attrs["epochs_run"] for t in trials}) > 1
+
+
+def test_a_packed_trial_replays_solo_from_its_stored_batch_order(
+    packed_study: optuna.Study, tmp_path: Path
+) -> None:
+    """What export relies on: seed + batch order + regularizers retrain the trial alone."""
+    config = require_config(packed_study)
+    splits = load_splits(config.data, config.study.seed)
+    orders: dict[int, BatchOrder] = {}
+    for t in packed_study.trials:
+        order = BatchOrder.from_attr(t.user_attrs["batch_order"])
+        assert order is not None
+        orders[t.number] = order
+    # One pack ran them all: its first member's seed orders every member's batches.
+    assert {o.shuffle_seed for o in orders.values()} == {orders[0].shuffle_seed}
+    late = [t for t in packed_study.trials if orders[t.number].skip_epochs > 0]
+    assert late, "members that joined a running pack: the case a solo seed cannot replay"
+    for trial in late[:3]:
+        reg = Regularization.from_params(trial.params)
+        _, result = train_config(
+            config, splits, reg, trial.user_attrs["seed"], order=orders[trial.number]
+        )
+        stored = trial.user_attrs["val_loss"]
+        replayed = [m.val_loss for m in result.history][: len(stored)]
+        close = torch.allclose(torch.tensor(replayed), torch.tensor(stored), **TOLERANCE)
+        assert close, (trial.number, replayed, stored)
+    metrics = export_best(packed_study, tmp_path / "best")
+    assert metrics["batch_order"] == packed_study.best_trial.user_attrs["batch_order"]
+    assert metrics["validation"]["loss"] == pytest.approx(packed_study.best_value, rel=2e-4)
 
 
 def test_packed_attrs_match_a_solo_launch(tiny_idx: IdxData, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from regsweep.config import REGULARIZERS, SweepConfig
 from regsweep.data import Splits, load_splits, resolve_device
 from regsweep.errors import ConfigError, DataError
 from regsweep.model import build_mlp
-from regsweep.objective import train_config, trial_seed
+from regsweep.objective import BATCH_ORDER_ATTR, BatchOrder, train_config, trial_seed
 from regsweep.outputs import prepare_dir, write_atomic
 from regsweep.study import stored_config
 from regsweep.studyview import require_best, require_config
@@ -64,12 +64,12 @@ def export_best(
     prepare_dir(out_dir, "-o")
     params = {name: getattr(Regularization.from_params(best.params), name) for name in REGULARIZERS}
     model_config = exported_config(config, params)
-    # The best trial's own seed: without --full the retrain reproduces the trial.
-    seed = (
-        seed
-        if seed is not None
-        else int(best.user_attrs.get("seed", trial_seed(config.study.seed, best.number)))
-    )
+    # The best trial's own seed and batch order (a packed trial's came from its pack):
+    # without --full or --seed, the retrain replays the trial.
+    order = None
+    if seed is None:
+        seed = int(best.user_attrs.get("seed", trial_seed(config.study.seed, best.number)))
+        order = None if full else BatchOrder.from_attr(best.user_attrs.get(BATCH_ORDER_ATTR))
     train_cfg, fit_splits, reg = config, splits, Regularization.from_params(params)
     if full:
         epochs = int(best.user_attrs.get("best_epoch") or config.train.max_epochs)
@@ -78,7 +78,7 @@ def export_best(
         )
         reg = dataclasses.replace(reg, patience=epochs)
         fit_splits = _with_validation_in_train(splits)
-    model, result = train_config(train_cfg, fit_splits, reg, seed)
+    model, result = train_config(train_cfg, fit_splits, reg, seed, order=order)
     model.eval()
     val_loss, val_accuracy = evaluate(model, splits.val_x, splits.val_y)
     test_loss, test_accuracy = evaluate(model, splits.test_x, splits.test_y)
@@ -89,6 +89,7 @@ def export_best(
         "trial_value": best.value,
         "params": params,
         "seed": seed,
+        "batch_order": (order or BatchOrder(seed)).as_attr(),
         "trained_on": "train+validation" if full else "train",
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,

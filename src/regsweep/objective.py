@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
@@ -37,6 +38,31 @@ def build_model(config: SweepConfig, splits: Splits, reg: Regularization) -> tor
     )
 
 
+BATCH_ORDER_ATTR = "batch_order"
+
+
+@dataclass(frozen=True)
+class BatchOrder:
+    """Where a trial's mini-batch order came from, so that it can be replayed.
+
+    A solo trial shuffles with its own seed from its first epoch; a packed trial with its
+    pack's seed, from the epoch at which it joined the pack.
+    """
+
+    shuffle_seed: int
+    skip_epochs: int = 0
+
+    def as_attr(self) -> dict[str, int]:
+        return {"shuffle_seed": self.shuffle_seed, "skip_epochs": self.skip_epochs}
+
+    @classmethod
+    def from_attr(cls, value: object) -> BatchOrder | None:
+        """The stored order, or None for a trial from before it was recorded."""
+        if not isinstance(value, dict) or "shuffle_seed" not in value:
+            return None
+        return cls(int(value["shuffle_seed"]), int(value.get("skip_epochs", 0)))
+
+
 def train_config(
     config: SweepConfig,
     splits: Splits,
@@ -44,12 +70,25 @@ def train_config(
     seed: int,
     on_epoch: Callable[[EpochMetrics], bool] | None = None,
     restore_best: bool = True,
+    order: BatchOrder | None = None,
 ) -> tuple[torch.nn.Module, FitResult]:
-    """Build and train one model with ``reg``; used by trials, ablation and export alike."""
+    """Build and train one model with ``reg``; used by trials, ablation and export alike.
+
+    ``seed`` initializes the weights and, unless ``order`` says otherwise, orders the
+    mini-batches.
+    """
     torch.manual_seed(seed)
     model = build_model(config, splits, reg)
+    order = order or BatchOrder(seed)
     result = fit(
-        model, splits, config.train, reg, seed=seed, on_epoch=on_epoch, restore_best=restore_best
+        model,
+        splits,
+        config.train,
+        reg,
+        seed=order.shuffle_seed,
+        on_epoch=on_epoch,
+        restore_best=restore_best,
+        skip_epochs=order.skip_epochs,
     )
     return model, result
 
@@ -76,6 +115,7 @@ class Objective:
             return trial.should_prune()
 
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr(BATCH_ORDER_ATTR, BatchOrder(seed).as_attr())
         try:
             _, result = train_config(self.config, self.splits, reg, seed, on_epoch)
         except TrialDiverged as exc:

@@ -59,7 +59,9 @@ class Pack:
             device=splits.device,
         )
         self.members: list[Member] = []
+        self.shuffle_seed = shuffle_seed
         self.generator = torch.Generator(device=splits.device).manual_seed(shuffle_seed)
+        self.epochs_run = 0  # batch orders drawn so far: where a member joining now starts
 
     def __len__(self) -> int:
         return len(self.members)
@@ -90,6 +92,7 @@ class Pack:
         started = time.perf_counter()
         x, y = self.splits.train_x, self.splits.train_y
         order = torch.randperm(len(x), generator=self.generator, device=self.generator.device)
+        self.epochs_run += 1
         if order.device != x.device:
             order = order.to(x.device)
         train_losses = self.model.train_epoch(x, y, order, self.config.train.batch_size)

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from regsweep.config import SweepConfig
 from regsweep.data import Splits
-from regsweep.objective import trial_seed
+from regsweep.objective import BATCH_ORDER_ATTR, BatchOrder, trial_seed
 from regsweep.pack import MemberEpoch, Pack
 from regsweep.runner import (
     WAIT_POLL_S,
@@ -90,6 +90,9 @@ def run_packed(
                         # The pack's batch order follows its first member's seed.
                         pack = Pack(config, splits, shuffle_seed=seed)
                     pack.admit(trial.number, reg, seed)
+                    trial.set_user_attr(
+                        BATCH_ORDER_ATTR, BatchOrder(pack.shuffle_seed, pack.epochs_run).as_attr()
+                    )
                     heart.add(trial.number)
                     if listener is not None:
                         listener.trial_started(trial)

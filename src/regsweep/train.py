@@ -156,11 +156,14 @@ def fit(
     seed: int,
     on_epoch: EpochCallback | None = None,
     restore_best: bool = True,
+    skip_epochs: int = 0,
 ) -> FitResult:
     """Train ``model`` for up to ``train.max_epochs`` and restore its best weights.
 
     With ``restore_best`` False the model keeps its last epoch's weights: what training
     without early stopping gives, which an ablation of early stopping must measure.
+    ``seed`` orders the mini-batches; ``skip_epochs`` first draws and discards that many
+    epochs' orders, to replay a packed trial that joined its pack late.
 
     Raises:
         TrialDiverged: the training or validation loss became NaN or infinite.
@@ -169,6 +172,8 @@ def fit(
     model.to(device)
     optimizer = make_optimizer(model, train.optimizer, train.lr, reg.weight_decay, train.momentum)
     generator = torch.Generator(device=device).manual_seed(seed)
+    for _ in range(skip_epochs):  # the draw train_epoch makes, once per epoch
+        torch.randperm(len(splits.train_x), generator=generator, device=generator.device)
     stopper = EarlyStopping(reg.patience, train.min_delta)
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
