@@ -94,6 +94,9 @@ def test_compose_services_are_wired_as_documented(resolved: dict[str, Any]) -> N
     assert worker["command"][:2] == ["regsweep", "worker"]
     assert worker["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert worker["restart"] == "on-failure"
+    # docker stop's SIGTERM must reach regsweep, which PID 1 would not get before it
+    # installs a handler.
+    assert worker["init"] is True and services["dashboard"]["init"] is True
     # Scalable with --scale worker=N: no fixed name and no published port.
     assert "container_name" not in worker and "ports" not in worker
     cache = worker["volumes"][0].split(":")
