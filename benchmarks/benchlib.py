@@ -107,17 +107,26 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def git_commit() -> str:
+    """HEAD's short hash, with "+ changes" when src/ or benchmarks/ differ from it."""
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             cwd=REPO,
             capture_output=True,
             text=True,
             check=True,
-        )
-        return out.stdout.strip()
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "benchmarks"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    # A figure measured with uncommitted code must not claim to be HEAD's.
+    return f"{head} + uncommitted changes" if dirty else head
 
 
 def write_section(name: str, title: str, command: str, body: str) -> None:
