@@ -13,7 +13,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TextIO, TypeVar
 
 import optuna
 import typer
@@ -38,11 +38,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Hyperparameter sweeps over the regularizers of a PyTorch MLP, on Optuna.",
 )
+
+
 # Piped or in CI, Rich would assume 80 columns and cut the trials table's values short;
 # files and logs have no width, so they get a wide one (COLUMNS still wins).
-_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
-out = Console(width=_PIPE_WIDTH)
-err = Console(stderr=True)
+def _width(stream: TextIO) -> int | None:
+    return None if stream.isatty() or "COLUMNS" in os.environ else 200
+
+
+out = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 
 # Options shared by several commands.
 SweepArg = Annotated[
