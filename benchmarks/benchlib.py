@@ -13,14 +13,20 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import optuna
 
 if TYPE_CHECKING:
     from regsweep.config import SweepConfig
+
+# As in the CLI: heartbeats and the retry callback are "experimental" in Optuna, and a
+# benchmark's output should show its figures, not that warning once per study.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
