@@ -6,16 +6,15 @@ regsweep dashboard sweeps/mnist.yaml     # then open http://127.0.0.1:8080
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 from rich.console import Console
 
-from regsweep.errors import ConfigError, StorageError
-from regsweep.locate import StudyRef
-from regsweep.storage import build_storage, parse_url, redact
+from regsweep.errors import ConfigError
+from regsweep.locate import StudyRef, open_existing_storage
+from regsweep.storage import redact
 
 DEFAULT_HOST = "127.0.0.1"  # optuna-dashboard has no login and can delete studies
 DEFAULT_PORT = 8080
@@ -48,15 +47,7 @@ def serve(
         ConfigError: the address cannot be listened on.
     """
     console = console or Console(stderr=True)
-    parsed = parse_url(ref.url)
-    if parsed.get_backend_name() == "sqlite":
-        path = Path(parsed.database or "").expanduser()
-        if not path.is_file():
-            raise StorageError(
-                f"--storage: no database at {path} ({redact(ref.url)}); "
-                "run `regsweep launch` or `regsweep worker` first, or pass --storage"
-            )
-    storage = build_storage(ref.url, heartbeat=None)
+    storage = open_existing_storage(ref.url, "`regsweep launch` or `regsweep worker`")
     import optuna_dashboard
 
     app = optuna_dashboard.wsgi(storage)

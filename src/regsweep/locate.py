@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
-from regsweep.config import DEFAULT_STORAGE
 from regsweep.errors import StorageError
 from regsweep.storage import build_storage, parse_url, redact
 from regsweep.study import find_study
-from regsweep.sweepfile import STORAGE_ENV, load_sweep
+from regsweep.sweepfile import load_sweep, resolve_config
 
 
 @dataclass(frozen=True)
@@ -26,28 +24,26 @@ def locate(sweep: Path | None, storage: str | None, study: str | None) -> StudyR
     if sweep is not None:
         config = load_sweep(sweep, flags={"study.storage": storage, "study.name": study})
         return StudyRef(config.study.storage, config.study_name)
-    if storage:
-        url, origin = storage, "--storage"
-    elif os.environ.get(STORAGE_ENV):
-        url, origin = os.environ[STORAGE_ENV], STORAGE_ENV
-    else:
-        url, origin = DEFAULT_STORAGE, "default storage"
-    try:
-        parse_url(url)
-    except StorageError as exc:
-        raise StorageError(f"{origin}: {exc}") from None
-    return StudyRef(url, study)
+    # No sweep file: the same precedence and URL check, over an empty one.
+    config = resolve_config({}, source="default storage", flags={"study.storage": storage})
+    return StudyRef(config.study.storage, study)
 
 
-def open_existing(ref: StudyRef) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
-    """Load a study that must already exist; never creates a database or a study."""
-    parsed = parse_url(ref.url)
+def open_existing_storage(url: str, first: str) -> optuna.storages.RDBStorage:
+    """Open a storage that must already exist: a missing SQLite file is refused, not
+    created. ``first`` names the command that would create it."""
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "").expanduser()
         if not path.is_file():
             raise StorageError(
-                f"--storage: no database at {path} ({redact(ref.url)}); "
-                "run `regsweep launch` first or pass --storage"
+                f"--storage: no database at {path} ({redact(url)}); "
+                f"run {first} first or pass --storage"
             )
-    storage = build_storage(ref.url, heartbeat=None)
+    return build_storage(url, heartbeat=None)
+
+
+def open_existing(ref: StudyRef) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    """Load a study that must already exist; never creates a database or a study."""
+    storage = open_existing_storage(ref.url, "`regsweep launch`")
     return find_study(storage, ref.name, ref.url), storage
