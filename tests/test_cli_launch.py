@@ -6,12 +6,9 @@ that change a study work on their own copy or their own database.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +21,7 @@ from optuna.trial import TrialState
 from regsweep.config import REGULARIZERS
 from regsweep.study import _difference
 from tests.conftest import CliResult, IdxData, idx_sweep, run_cli
+from tests.processes import reaped, regsweep, start, wait_until
 
 N_TRIALS = 6
 USER_ATTRS = {
@@ -239,29 +237,15 @@ def test_ctrl_c_fails_and_requeues_the_running_trial_then_launch_resumes(
         search_space={"patience": 1000},
     )
     db = tmp_path / "study.db"
-    env = {k: v for k, v in os.environ.items() if k != "REGSWEEP_STORAGE"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "regsweep", "launch", str(sweep)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while "RUNNING" not in trial_states(db):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no trial started"
-            time.sleep(0.1)
+    with reaped([start(regsweep("launch", sweep), tmp_path / "launch.log", cwd=tmp_path)]) as (
+        proc,
+    ):
+        wait_until(lambda: "RUNNING" in trial_states(db), "a running trial", procs=[proc])
         time.sleep(0.5)  # well inside the trial's epochs
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+        proc.popen.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    err = proc.output()
+    assert code == 130, err
     assert "interrupted" in err and "Traceback" not in err, err
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from regsweep.objective import BatchOrder, train_config
 from regsweep.regularization import Regularization
 from regsweep.studyview import require_config
 from tests.conftest import IdxData, run_cli
+from tests.processes import reaped, regsweep, start, wait_until
 from tests.test_cli_launch import AGGRESSIVE_PRUNER, sweep_file
 from tests.test_pack import TOLERANCE
 
@@ -151,29 +149,13 @@ def test_sigterm_fails_and_requeues_every_member(tiny_idx: IdxData, tmp_path: Pa
         search_space={"patience": 1000},
     )
     db = tmp_path / "study.db"
-    env = {k: v for k, v in os.environ.items() if k != "REGSWEEP_STORAGE"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "regsweep", "launch", str(sweep), "--pack", "3"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while running_count(db) < 3:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the pack did not start"
-            time.sleep(0.1)
+    launch = regsweep("launch", sweep, "--pack", "3")
+    with reaped([start(launch, tmp_path / "launch.log", cwd=tmp_path)]) as (proc,):
+        wait_until(lambda: running_count(db) == 3, "the pack to start", procs=[proc])
         time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, err
+        proc.popen.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 143, proc.output()
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL] * 3 + [TrialState.WAITING] * 3
@@ -203,23 +185,11 @@ def test_a_killed_packed_worker_has_its_trials_failed_and_retried(
         search_space={"patience": 1000},
     )
     db = tmp_path / "study.db"
-    env = {k: v for k, v in os.environ.items() if k != "REGSWEEP_STORAGE"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "regsweep", "launch", str(sweep), "--pack", "3"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while running_count(db) < 3:
-            assert proc.poll() is None, "the worker ended early"
-            assert time.monotonic() < deadline, "the pack did not start"
-            time.sleep(0.1)
+    launch = regsweep("launch", sweep, "--pack", "3")
+    with reaped([start(launch, tmp_path / "launch.log", cwd=tmp_path)]) as (proc,):
+        wait_until(lambda: running_count(db) == 3, "the pack to start", procs=[proc])
         time.sleep(0.5)
-    finally:
-        proc.kill()  # SIGKILL: no handler runs, only the heartbeats can tell
+        proc.popen.kill()  # SIGKILL: no handler runs, only the heartbeats can tell
         proc.wait()
     assert running_count(db) == 3
     time.sleep(2.5)  # past the grace period
