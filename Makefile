@@ -22,9 +22,10 @@ sweep: setup  ## run the MNIST sweep on SQLite (downloads MNIST once into ./data
 sweep-offline: setup  ## the same on scikit-learn's bundled digits: no network, about a minute
 	$(BIN)/regsweep launch sweeps/digits.yaml $(ARGS)
 
-lint: setup
+lint: setup  ## ruff, and the layering contract (import-linter)
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 
 if TYPE_CHECKING:
-    from regsweep.config import SweepConfig
+    from regsweep.config.schema import SweepConfig
 
 # As in the CLI: heartbeats and the retry callback are "experimental" in Optuna, and a
 # benchmark's output should show its figures, not that warning once per study.
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 def mnist_t10k() -> tuple[np.ndarray, np.ndarray]:
     """The real MNIST test set: 10,000 images (uint8, 28 x 28) and labels."""
-    from regsweep.idx import read_idx
+    from regsweep.data.idx import read_idx
 
     if not (IMAGES.is_file() and LABELS.is_file()):
         sys.exit(f"error: MNIST test set not found in {MNIST_T10K} (set REGSWEEP_MNIST_T10K)")
@@ -54,12 +54,12 @@ def repeated(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quiet_launch(config: SweepConfig) -> tuple[object, float]:
-    """Run ``regsweep.launch`` without its progress display; returns (study, seconds)."""
+    """Run ``regsweep.sweep.launch`` without its progress display; returns (study, seconds)."""
     import io
 
     from rich.console import Console
 
-    from regsweep.launch import launch
+    from regsweep.sweep.launch import launch
 
     started = time.perf_counter()
     study, _ = launch(config, console=Console(file=io.StringIO()))
@@ -168,7 +168,7 @@ def t10k_sweep(name: str, storage: str, **sets: object) -> SweepConfig:
 
     ``sets`` are ``--set`` style overrides, with ``__`` for dots: ``train__max_epochs=5``.
     """
-    from regsweep.sweepfile import load_sweep
+    from regsweep.config.loading import load_sweep
 
     overrides = {
         "study.name": name,

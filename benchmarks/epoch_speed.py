@@ -24,12 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from regsweep.config import TrainConfig
-from regsweep.data import Splits
-from regsweep.idx import write_idx
-from regsweep.model import build_mlp
-from regsweep.regularization import Regularization
-from regsweep.train import fit
+from regsweep.config.regularization import Regularization
+from regsweep.config.schema import TrainConfig
+from regsweep.data.idx import write_idx
+from regsweep.data.splits import Splits
+from regsweep.engine.fit import fit
+from regsweep.engine.model import build_mlp
 
 N_TRAIN, N_VAL = 48_000, 12_000
 BATCH_SIZES = (32, 128, 512)

@@ -32,7 +32,7 @@ PACKS = (1, 8, 16)
 # The same process without any data or training: the floor every worker pays.
 RUNTIME = """
 import json, resource
-import optuna, torch, regsweep.launch, regsweep.packed_runner
+import optuna, torch, regsweep.sweep.launch, regsweep.sweep.packed
 print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

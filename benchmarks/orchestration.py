@@ -25,12 +25,12 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from regsweep.config import SweepConfig
-from regsweep.runner import run_trials
-from regsweep.space import suggest_regularization
-from regsweep.storage import HeartbeatSettings, build_storage
-from regsweep.study import build_pruner, build_sampler, open_study
-from regsweep.sweepfile import load_sweep
+from regsweep.config.loading import load_sweep
+from regsweep.config.schema import SweepConfig
+from regsweep.storage.rdb import build_storage
+from regsweep.sweep.solo import run_trials
+from regsweep.sweep.space import suggest_regularization
+from regsweep.sweep.study import build_pruner, build_sampler, heartbeat_settings, open_study
 
 SIZES = (10, 1_000, 5_000)
 EPOCHS = 20
@@ -122,7 +122,7 @@ def measure(url: str, n_timed: int, config: SweepConfig) -> list[tuple[int, floa
     config = config.model_copy(deep=True)
     config.study.name = f"bench-orchestration-{uuid.uuid4().hex[:8]}"
     config.study.storage = url
-    storage = build_storage(url, HeartbeatSettings.from_study(config.study))
+    storage = build_storage(url, heartbeat_settings(config.study))
     study = open_study(config, storage, sampler=build_sampler(config), pruner=build_pruner(config))
     distributions = distributions_of(config)
     rng = np.random.default_rng(0)

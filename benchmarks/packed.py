@@ -24,12 +24,12 @@ import benchlib
 import numpy as np
 import torch
 
-from regsweep.config import SweepConfig
-from regsweep.data import Splits
-from regsweep.objective import build_model
-from regsweep.pack import Pack
-from regsweep.regularization import Regularization
-from regsweep.train import fit
+from regsweep.config.regularization import Regularization
+from regsweep.config.schema import SweepConfig
+from regsweep.data.splits import Splits
+from regsweep.engine.fit import fit
+from regsweep.engine.pack import Pack
+from regsweep.engine.recipe import build_model
 
 PACKS = (1, 4, 8, 16)
 SOLO_BASELINE = 8  # pack 1 is measured on the members of pack 8

@@ -20,9 +20,9 @@ import benchlib
 import optuna
 import torch
 
-from regsweep.data import load_splits
-from regsweep.objective import train_config
-from regsweep.regularization import Regularization
+from regsweep.config.regularization import Regularization
+from regsweep.data.splits import load_splits
+from regsweep.engine.recipe import train_config
 
 
 def main() -> None:

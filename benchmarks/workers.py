@@ -2,7 +2,7 @@
 
 python benchmarks/workers.py [--trials 16] [--epochs 4] [--postgres URL]
 
-Each worker is its own process running ``regsweep.launch`` on the same storage and study
+Each worker is its own process running ``regsweep.sweep.launch`` on the same storage and study
 (the budget is counted across workers under the study lock), with one PyTorch thread,
 training sweeps/mnist.yaml's network on the real MNIST test set (8,000 / 2,000), no
 pruner. Throughput is taken from the trials' own timestamps (first start to last

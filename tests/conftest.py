@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from regsweep.idx import write_idx
+from regsweep.data.idx import write_idx
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"

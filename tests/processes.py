@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from regsweep.storage import build_storage
+from regsweep.storage.rdb import build_storage
 
 # Long enough for 8 processes importing PyTorch at once on two busy cores.
 DEADLINE_S = 300.0

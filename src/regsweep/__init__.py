@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from regsweep.config import REGULARIZERS, SweepConfig
+from regsweep.config.loading import load_sweep
+from regsweep.config.schema import REGULARIZERS, SweepConfig
 from regsweep.errors import ConfigError, DataError, RegsweepError, StorageError, StudyError
-from regsweep.sweepfile import load_sweep
 
 if TYPE_CHECKING:
-    from regsweep.export import load_model
-    from regsweep.launch import launch
+    from regsweep.insight.export import load_model
+    from regsweep.sweep.launch import launch
 
 
 def __getattr__(name: str) -> Any:
@@ -18,11 +18,11 @@ def __getattr__(name: str) -> Any:
     # `regsweep validate`, `trials` and every bad-input error answer at once.
     # launch trains; load_model rebuilds a model: both need it.
     if name == "launch":
-        from regsweep.launch import launch
+        from regsweep.sweep.launch import launch
 
         return launch
     if name == "load_model":
-        from regsweep.export import load_model
+        from regsweep.insight.export import load_model
 
         return load_model
     raise AttributeError(f"module 'regsweep' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The trial engine: models, training and packs of models. PyTorch only, never Optuna."""

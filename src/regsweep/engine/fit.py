@@ -1,0 +1,217 @@
+"""The trial engine: train one MLP with one set of regularizers, epoch by epoch.
+
+Nothing here knows about Optuna. A caller watches progress through ``on_epoch``,
+which returns True to stop the run at once (that is how pruning plugs in).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regsweep.config.regularization import Regularization
+from regsweep.config.schema import TrainConfig
+from regsweep.data.splits import Splits
+from regsweep.engine.model import l1_penalty, make_optimizer, weight_matrices, weight_sparsity
+from regsweep.errors import TrialDiverged
+
+# Large enough to amortize per-call overhead, small enough for any GPU or laptop.
+EVAL_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # 1-based: the pruner's resource is the number of epochs trained
+    train_loss: float  # mean mini-batch cross-entropy while training (as Keras reports `loss`)
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+EpochCallback = Callable[[EpochMetrics], bool]
+
+
+@dataclass
+class FitResult:
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    best_val_accuracy: float = 0.0
+    stopped_early: bool = False
+    pruned: bool = False
+    weight_sparsity: float = 0.0
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    @property
+    def epoch_seconds(self) -> float:
+        return sum(m.seconds for m in self.history) / max(1, len(self.history))
+
+    def user_attrs(self) -> dict[str, Any]:
+        """What a trial stores about itself, for `trials`, `report` and the dashboard."""
+        return {
+            "train_loss": [m.train_loss for m in self.history],
+            "val_loss": [m.val_loss for m in self.history],
+            "val_accuracy": [m.val_accuracy for m in self.history],
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.best_val_accuracy,
+            "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "epoch_seconds": self.epoch_seconds,
+            "weight_sparsity": self.weight_sparsity,
+        }
+
+
+class EarlyStopping:
+    """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, but got {patience=}.")
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.best_epoch = 0
+        self.stale_epochs = 0
+
+    def step(self, epoch: int, loss: float) -> bool:
+        """Record one epoch's loss; return True if it is the new best."""
+        if loss < self.best - self.min_delta:
+            self.best, self.best_epoch, self.stale_epochs = loss, epoch, 0
+            return True
+        self.stale_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stale_epochs >= self.patience
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over ``x``, in large batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = model(x[start : start + EVAL_BATCH])
+        target = y[start : start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(dim=1) == target).sum()
+    model.train(was_training)
+    n = max(1, len(x))
+    return float(loss_sum) / n, float(correct) / n
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    l1: float,
+    generator: torch.Generator,
+) -> float:
+    """One pass over a fresh permutation of (x, y); returns the mean mini-batch loss."""
+    model.train()
+    n = len(x)
+    order = torch.randperm(n, generator=generator, device=generator.device)
+    if order.device != x.device:
+        order = order.to(x.device)
+    weights = weight_matrices(model) if l1 > 0 else []
+    # Summed on the device: a .item() per step would synchronize a GPU every batch.
+    loss_sum = torch.zeros((), device=x.device)
+    seen = 0
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        if len(index) < 2:
+            continue  # BatchNorm cannot normalize a batch of one; one sample changes nothing
+        loss = F.cross_entropy(model(x[index]), y[index])
+        objective = loss + l1 * l1_penalty(weights) if l1 > 0 else loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(index)
+        seen += len(index)
+    return float(loss_sum) / max(1, seen)
+
+
+def fit(
+    model: nn.Module,
+    splits: Splits,
+    train: TrainConfig,
+    reg: Regularization,
+    *,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+    restore_best: bool = True,
+    skip_epochs: int = 0,
+) -> FitResult:
+    """Train ``model`` for up to ``train.max_epochs`` and restore its best weights.
+
+    With ``restore_best`` False the model keeps its last epoch's weights: what training
+    without early stopping gives, which an ablation of early stopping must measure.
+    ``seed`` orders the mini-batches; ``skip_epochs`` first draws and discards that many
+    epochs' orders, to replay a packed trial that joined its pack late.
+
+    Raises:
+        TrialDiverged: the training or validation loss became NaN or infinite.
+    """
+    device = splits.device
+    model.to(device)
+    optimizer = make_optimizer(model, train.optimizer, train.lr, reg.weight_decay, train.momentum)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for _ in range(skip_epochs):  # the draw train_epoch makes, once per epoch
+        torch.randperm(len(splits.train_x), generator=generator, device=generator.device)
+    stopper = EarlyStopping(reg.patience, train.min_delta)
+    result = FitResult()
+    best_state: dict[str, torch.Tensor] | None = None
+
+    for epoch in range(1, train.max_epochs + 1):
+        started = time.perf_counter()
+        train_loss = train_epoch(
+            model,
+            optimizer,
+            splits.train_x,
+            splits.train_y,
+            batch_size=train.batch_size,
+            l1=reg.l1,
+            generator=generator,
+        )
+        val_loss, val_accuracy = evaluate(model, splits.val_x, splits.val_y)
+        metrics = EpochMetrics(
+            epoch, train_loss, val_loss, val_accuracy, time.perf_counter() - started
+        )
+        result.history.append(metrics)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise TrialDiverged(
+                f"loss became {'NaN' if math.isnan(val_loss) or math.isnan(train_loss) else 'inf'}"
+                f" at epoch {epoch} (train {train_loss}, validation {val_loss})",
+                result.user_attrs(),
+            )
+        if stopper.step(epoch, val_loss):
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.best_epoch, result.best_val_loss = epoch, val_loss
+            result.best_val_accuracy = val_accuracy
+        if on_epoch is not None and on_epoch(metrics):
+            result.pruned = True
+            break
+        if stopper.should_stop:
+            result.stopped_early = epoch < train.max_epochs
+            break
+
+    if restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    result.weight_sparsity = weight_sparsity(model)
+    return result

@@ -1,0 +1,87 @@
+"""One model trained from one config: the recipe shared by trials, packs, ablation and export.
+
+Nothing here knows about Optuna: a seed, a config and a set of regularizers in, a trained
+network and its story out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from regsweep.config.regularization import Regularization
+from regsweep.config.schema import SweepConfig
+from regsweep.data.splits import Splits
+from regsweep.engine.fit import EpochMetrics, FitResult, fit
+from regsweep.engine.model import build_mlp
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A torch seed per trial, derived from the study seed: reruns give the same first trials."""
+    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
+
+
+def build_model(config: SweepConfig, splits: Splits, reg: Regularization) -> torch.nn.Sequential:
+    return build_mlp(
+        splits.n_features,
+        config.model.hidden,
+        splits.n_classes,
+        dropout=reg.dropout,
+        batch_norm=reg.batch_norm,
+        activation=config.model.activation,
+    )
+
+
+@dataclass(frozen=True)
+class BatchOrder:
+    """Where a trial's mini-batch order came from, so that it can be replayed.
+
+    A solo trial shuffles with its own seed from its first epoch; a packed trial with its
+    pack's seed, from the epoch at which it joined the pack.
+    """
+
+    shuffle_seed: int
+    skip_epochs: int = 0
+
+    def as_attr(self) -> dict[str, int]:
+        return {"shuffle_seed": self.shuffle_seed, "skip_epochs": self.skip_epochs}
+
+    @classmethod
+    def from_attr(cls, value: object) -> BatchOrder | None:
+        """The stored order, or None for a trial from before it was recorded."""
+        if not isinstance(value, dict) or "shuffle_seed" not in value:
+            return None
+        return cls(int(value["shuffle_seed"]), int(value.get("skip_epochs", 0)))
+
+
+def train_config(
+    config: SweepConfig,
+    splits: Splits,
+    reg: Regularization,
+    seed: int,
+    on_epoch: Callable[[EpochMetrics], bool] | None = None,
+    restore_best: bool = True,
+    order: BatchOrder | None = None,
+) -> tuple[torch.nn.Module, FitResult]:
+    """Build and train one model with ``reg``; used by trials, ablation and export alike.
+
+    ``seed`` initializes the weights and, unless ``order`` says otherwise, orders the
+    mini-batches.
+    """
+    torch.manual_seed(seed)
+    model = build_model(config, splits, reg)
+    order = order or BatchOrder(seed)
+    result = fit(
+        model,
+        splits,
+        config.train,
+        reg,
+        seed=order.shuffle_seed,
+        on_epoch=on_epoch,
+        restore_best=restore_best,
+        skip_epochs=order.skip_epochs,
+    )
+    return model, result

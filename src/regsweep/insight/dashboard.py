@@ -1,0 +1,100 @@
+"""``regsweep dashboard``: optuna-dashboard on a study's storage, opened by regsweep's factory.
+
+regsweep dashboard sweeps/mnist.yaml     # then open http://127.0.0.1:8080
+"""
+
+from __future__ import annotations
+
+import signal
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import optuna
+from rich.console import Console
+
+from regsweep.errors import ConfigError
+from regsweep.storage.urls import redact
+from regsweep.sweep.locate import StudyRef, open_existing_storage
+
+DEFAULT_HOST = "127.0.0.1"  # optuna-dashboard has no login and can delete studies
+DEFAULT_PORT = 8080
+
+
+class _ThreadedServer(ThreadingMixIn, WSGIServer):
+    # The dashboard's page fires several API requests at once; one thread each.
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one line per request would bury what the user needs to see
+
+
+def serve(
+    ref: StudyRef,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    console: Console | None = None,
+) -> None:
+    """Serve optuna-dashboard for ``ref``'s storage until Ctrl-C or SIGTERM.
+
+    The storage may still be empty: workers that start later show up live. A SQLite
+    file that does not exist is refused rather than created.
+
+    Raises:
+        StorageError: the storage cannot be opened.
+        ConfigError: the address cannot be listened on.
+    """
+    console = console or Console(stderr=True)
+    storage = open_existing_storage(ref.url, "`regsweep launch` or `regsweep worker`")
+    import optuna_dashboard
+
+    app = optuna_dashboard.wsgi(storage)
+    try:
+        server = make_server(
+            host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"--port: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "pick another --port, or stop what uses it"
+        ) from None
+    url = f"http://{host}:{server.server_port}/dashboard/"
+    console.print(
+        f"[bold]optuna-dashboard[/] for {redact(ref.url)} at [bold]{url}[/]"
+        f"{_study_link(storage, ref.name, host, server.server_port)} · Ctrl-C stops it",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(
+            "[yellow]warning:[/] optuna-dashboard has no login and can delete studies; "
+            f"everyone who can reach {host}:{server.server_port} can use it",
+            highlight=False,
+        )
+    # SIGTERM (docker stop) ends it as quietly as Ctrl-C: a dashboard holds no state.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with server:
+            server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        console.print("dashboard stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _study_link(
+    storage: optuna.storages.BaseStorage, name: str | None, host: str, port: int
+) -> str:
+    if name is None:
+        return ""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return f" (study {name!r} does not exist yet)"
+    return f" (study {name}: http://{host}:{port}/dashboard/studies/{study_id})"

@@ -1,0 +1,1 @@
+"""Optuna storage: URLs, database engines, locks, and the one module on Optuna's private API."""

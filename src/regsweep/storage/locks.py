@@ -1,0 +1,85 @@
+"""Locks shared by every process on one storage: table creation, and each study's budget.
+
+SQLite: lock files beside the database. PostgreSQL: session advisory locks, which the
+server releases by itself if the holder's connection dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+# Key of the PostgreSQL advisory lock held while Optuna creates its tables.
+_INIT_LOCK_KEY = zlib.crc32(b"regsweep:create-tables")
+
+
+@contextlib.contextmanager
+def creation_lock(url: URL) -> Iterator[None]:
+    """Serialize table creation between processes that open a fresh database at once.
+
+    Optuna creates its tables and version row without a lock, so eight workers starting
+    together on an empty database would race (duplicate-table and duplicate-key errors).
+    """
+    if url.get_backend_name() == "sqlite":
+        from filelock import FileLock
+
+        with FileLock(str(Path(url.database or "").expanduser()) + ".lock"):
+            yield
+        return
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.NullPool, connect_args={"connect_timeout": 10}
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _INIT_LOCK_KEY}
+            )
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _INIT_LOCK_KEY}
+                )
+    finally:
+        engine.dispose()
+
+
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+    """Hold a lock on ``study_name`` shared by every process using ``storage``.
+
+    SQLite: a lock file beside the database. PostgreSQL: a session advisory lock,
+    which the server releases by itself if the worker's connection dies.
+    Other storages (in-memory, for tests): a lock within this process.
+    """
+    if isinstance(storage, optuna.storages.RDBStorage):
+        url = storage.engine.url
+        if url.get_backend_name() == "sqlite":
+            from filelock import FileLock
+
+            with FileLock(str(Path(url.database or "").expanduser()) + ".lock"):
+                yield
+            return
+        if url.get_backend_name() == "postgresql":
+            key = zlib.crc32(f"regsweep:{study_name}".encode())
+            with storage.engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
+            return
+    with _LOCAL_LOCKS.setdefault(study_name, threading.Lock()):
+        yield
