@@ -42,4 +42,4 @@ bench: setup  ## every benchmark writes its section of BENCHMARKS.md (about 25 m
 	$(BIN)/python benchmarks/packed.py --threads 2  # packing's other half: both cores
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache regsweep.db regsweep.db-* regsweep.db.lock
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache regsweep.db regsweep.db-* regsweep.db.lock regsweep.db.*.lock

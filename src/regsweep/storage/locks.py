@@ -31,7 +31,7 @@ def creation_lock(url: URL) -> Iterator[None]:
     if url.get_backend_name() == "sqlite":
         from filelock import FileLock
 
-        with FileLock(str(Path(url.database or "").expanduser()) + ".lock"):
+        with FileLock(lock_path(url, "tables")):
             yield
         return
     engine = sqlalchemy.create_engine(
@@ -52,6 +52,15 @@ def creation_lock(url: URL) -> Iterator[None]:
         engine.dispose()
 
 
+def lock_path(url: URL, what: str) -> str:
+    """The lock file for ``what`` beside a SQLite database: ``regsweep.db.<what>.lock``.
+
+    One file per purpose: table creation and each study's budget must not wait for
+    each other (a worker creating a study's first trial would hold up every other study).
+    """
+    return f"{Path(url.database or '').expanduser()}.{what}.lock"
+
+
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 
 
@@ -59,16 +68,18 @@ _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
     """Hold a lock on ``study_name`` shared by every process using ``storage``.
 
-    SQLite: a lock file beside the database. PostgreSQL: a session advisory lock,
-    which the server releases by itself if the worker's connection dies.
-    Other storages (in-memory, for tests): a lock within this process.
+    SQLite: a lock file beside the database, one per study. PostgreSQL: a session
+    advisory lock, which the server releases by itself if the worker's connection dies.
+    Other storages (in-memory, for tests): a lock within this process. Give the storage
+    itself, not ``study._storage``: Optuna wraps an RDB storage in a cache, which would
+    silently get the process-local lock (``private.study_storage`` unwraps it).
     """
     if isinstance(storage, optuna.storages.RDBStorage):
         url = storage.engine.url
         if url.get_backend_name() == "sqlite":
             from filelock import FileLock
 
-            with FileLock(str(Path(url.database or "").expanduser()) + ".lock"):
+            with FileLock(lock_path(url, f"study-{zlib.crc32(study_name.encode()):08x}")):
                 yield
             return
         if url.get_backend_name() == "postgresql":

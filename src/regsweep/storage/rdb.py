@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
+from optuna.trial import TrialState
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -61,13 +62,33 @@ def _guarded(method: F, *, retry: bool) -> F:
 
 
 class ReconnectingRDBStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage, safe to interrupt and retrying once a dropped connection.
+    """Optuna's RDB storage, safe to interrupt and riding out a dropped connection.
 
     ``pool_pre_ping`` replaces a connection that died while idle in the pool; the retry
     covers one that dies during a query (a server restart, ``pg_terminate_backend``, a
-    proxy timeout). Only calls that can safely run twice are retried: creating a study
-    or a trial is not, because a lost reply may hide a successful commit.
+    proxy timeout). Only calls that can safely run twice are retried as they are: creating
+    a study or a trial is not, because a lost reply may hide a successful commit. A state
+    change (``ask`` taking a queued trial, ``tell``) is re-read before it is redone.
     """
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        with signals_deferred():
+            try:
+                return super().set_trial_state_values(trial_id, state, values)
+            except Exception as exc:
+                if not _is_disconnect(exc):
+                    raise
+            # The reply was lost, not necessarily the change: if it was committed, running
+            # it again would fail (a finished trial) or return False (a queued trial taken
+            # already, so ask would move on and strand it RUNNING). The caller holds the
+            # trial (or, for ask, the study lock), so a state already equal to the wanted
+            # one is this call's own commit.
+            current = super().get_trial(trial_id)
+            if current.state == state and (values is None or list(values) == current.values):
+                return True
+            return super().set_trial_state_values(trial_id, state, values)
 
 
 _NOT_RETRIED = ("create_new_study", "delete_study", "create_new_trial")
@@ -84,7 +105,6 @@ _RETRIED = (
     "get_all_studies",
     "set_trial_param",
     "get_trial_param",
-    "set_trial_state_values",
     "set_trial_intermediate_value",
     "set_trial_user_attr",
     "set_trial_system_attr",
