@@ -136,7 +136,7 @@ def measure(url: str, n_timed: int, config: SweepConfig) -> list[tuple[int, floa
                 study,
                 Timed(config),
                 n_trials=len(study.get_trials(deepcopy=False)) + 2,
-                heartbeat_storage=storage,
+                storage=storage,
             )
             objective = Timed(config)
             started = time.perf_counter()
@@ -144,7 +144,7 @@ def measure(url: str, n_timed: int, config: SweepConfig) -> list[tuple[int, floa
                 study,
                 objective,
                 n_trials=len(study.get_trials(deepcopy=False)) + n_timed,
-                heartbeat_storage=storage,
+                storage=storage,
             )
             total = time.perf_counter() - started
             ms = 1000 / n_timed

@@ -28,9 +28,27 @@ _defer_depth = 0
 
 
 def raise_pending_interrupt() -> None:
-    """Raise again a Ctrl-C or SIGTERM whose exception was swallowed where it landed."""
+    """Raise again a Ctrl-C or SIGTERM whose exception was swallowed where it landed.
+
+    SIGTERM outranks Ctrl-C: a scheduler's stop that follows a swallowed Ctrl-C must end
+    the process with 143, as every SIGTERM does.
+    """
     if _pending_signals:
-        raise KeyboardInterrupt() if _pending_signals[0] == signal.SIGINT else Terminated()
+        raise Terminated() if signal.SIGTERM in _pending_signals else KeyboardInterrupt()
+
+
+_REQUEUED_ATTR = "regsweep_requeued"
+
+
+def note_requeued(exc: BaseException, numbers: list[int]) -> None:
+    """Record on an interrupt which trials were failed and queued again because of it."""
+    setattr(exc, _REQUEUED_ATTR, [*getattr(exc, _REQUEUED_ATTR, []), *numbers])
+
+
+def requeued_by(exc: BaseException) -> list[int] | None:
+    """The trials queued again because of interrupt ``exc``; None if no sweep loop saw it."""
+    numbers = getattr(exc, _REQUEUED_ATTR, None)
+    return list(numbers) if numbers is not None else None
 
 
 @contextlib.contextmanager

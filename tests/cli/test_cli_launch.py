@@ -256,10 +256,36 @@ def test_ctrl_c_fails_and_requeues_the_running_trial_then_launch_resumes(
     assert failed.user_attrs["fail_reason"] == "interrupted"
     assert queued.system_attrs["fixed_params"] == failed.params  # queued for a rerun
 
-    resumed = run_cli("launch", sweep, "--set", "train.max_epochs=2", cwd=tmp_path)
+    assert f"interrupted: trial {failed.number} marked failed and queued again" in err, err
+    # A budget of one: the resume runs just the queued trial (the interrupted one is not
+    # counted), with the same 400 epochs, since a changed max_epochs would be refused.
+    resumed = run_cli("launch", sweep, "--n-trials", "1", cwd=tmp_path)
     assert resumed.code == 0, resumed.stderr
-    assert "0 of 2 trials done" in resumed.stderr
+    assert "0 of 1 trials done" in resumed.stderr
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
     states = [t.state for t in study.trials]
-    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
     assert study.trials[1].params == failed.params  # the interrupted trial was rerun
+
+
+def test_a_resume_that_changes_what_a_trial_means_is_refused_other_changes_are_noted(
+    tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    sweep = sweep_file(tiny_idx, tmp_path, study={"n_trials": 1}, train={"max_epochs": 2})
+    assert run_cli("launch", sweep, cwd=tmp_path).code == 0
+    db = tmp_path / "study.db"
+    for change, key in [
+        ("train.max_epochs=3", "train.max_epochs: 2 -> 3"),
+        ("model.hidden=[16]", "model.hidden: [32, 16] -> [16]"),
+        ("data.val_fraction=0.3", "data.val_fraction: 0.25 -> 0.3"),
+    ]:
+        refused = run_cli("launch", sweep, "--set", change, "--n-trials", "2", cwd=tmp_path)
+        assert refused.code == 2, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: " + change.split("=")[0]), lines
+        assert key in lines[0] and "another --study name" in lines[0], lines
+        assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 1
+    noted = run_cli("launch", sweep, "--set", "study.seed=7", "--n-trials", "2", cwd=tmp_path)
+    assert noted.code == 0, noted.stderr
+    assert "warning: " in noted.stderr and "study.seed: 0 -> 7" in noted.stderr, noted.stderr
+    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 2

@@ -145,7 +145,7 @@ def test_sigterm_fails_and_requeues_every_member(tiny_idx: IdxData, tmp_path: Pa
         tiny_idx,
         tmp_path,
         study={"n_trials": 3, "pruner": "none"},
-        train={"max_epochs": 400},
+        train={"max_epochs": 150},
         search_space={"patience": 1000},
     )
     db = tmp_path / "study.db"
@@ -181,7 +181,7 @@ def test_a_killed_packed_worker_has_its_trials_failed_and_retried(
         tiny_idx,
         tmp_path,
         study={"n_trials": 3, "pruner": "none", "heartbeat_interval": 1, "grace_period": 2},
-        train={"max_epochs": 400},
+        train={"max_epochs": 150},
         search_space={"patience": 1000},
     )
     db = tmp_path / "study.db"
@@ -194,7 +194,7 @@ def test_a_killed_packed_worker_has_its_trials_failed_and_retried(
     assert running_count(db) == 3
     time.sleep(2.5)  # past the grace period
 
-    resumed = run_cli("launch", sweep, "--pack", "3", "--set", "train.max_epochs=1", cwd=tmp_path)
+    resumed = run_cli("launch", sweep, "--pack", "3", cwd=tmp_path)
     assert resumed.code == 0, resumed.stderr
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
     states = [t.state for t in study.trials]

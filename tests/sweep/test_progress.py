@@ -30,7 +30,7 @@ def study_with_history() -> optuna.Study:
     add(TrialState.FAIL)
     add(TrialState.FAIL, user_attrs={"fail_reason": "validation loss became NaN at epoch 3"})
     # What RetryHeartbeatStaleTrialCallback writes on the trial it creates.
-    add(TrialState.COMPLETE, value=0.2, system_attrs={"failed_trial": 0})
+    add(TrialState.COMPLETE, value=0.2, system_attrs={"failed_trial": 0, "retry_history": [0]})
     add(TrialState.FAIL, user_attrs={"fail_reason": "interrupted (Ctrl-C)"})
     add(
         TrialState.COMPLETE,

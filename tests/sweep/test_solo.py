@@ -59,9 +59,7 @@ def test_pruned_trials_stop_where_the_pruner_says(
     config = make_config(tiny_idx, tmp_path, study={"n_trials": 2})
     study = sqlite_study(config, DeterministicPruner(prune_at))
     splits = load_splits(config.data, config.study.seed, "cpu")
-    outcome = run_trials(
-        study, Objective(config, splits), n_trials=2, heartbeat_storage=study._storage
-    )
+    outcome = run_trials(study, Objective(config, splits), n_trials=2)
     assert outcome.count(TrialState.PRUNED) == 2 and outcome.budget_reached
     for trial in study.get_trials():
         assert trial.state == TrialState.PRUNED

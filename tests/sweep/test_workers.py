@@ -231,14 +231,11 @@ def test_a_killed_workers_trial_fails_and_is_retried_by_a_survivor(
     backend: StudyWatch, tiny_idx: IdxData, tmp_path: Path
 ) -> None:
     n_trials = 3
-    sweep = write_sweep(tiny_idx, tmp_path, backend, n_trials=n_trials, epochs=30)
-    # The victim's trials never end by themselves, so it is surely inside one when killed;
-    # the survivor runs its own trials meanwhile, then waits for the victim's trial.
-    victim = start(
-        regsweep("worker", sweep, "--set", "train.max_epochs=100000"),
-        tmp_path / "victim.log",
-        cwd=tmp_path,
-    )
+    # Trials of 300 epochs: the victim is killed after its first epoch, surely inside the
+    # trial (a worker with other settings than the study's would be refused); the survivor
+    # runs its own trials meanwhile, then waits for the victim's trial.
+    sweep = write_sweep(tiny_idx, tmp_path, backend, n_trials=n_trials, epochs=300)
+    victim = start(regsweep("worker", sweep), tmp_path / "victim.log", cwd=tmp_path)
     survivor = start(regsweep("worker", sweep), tmp_path / "survivor.log", cwd=tmp_path)
     with reaped([victim, survivor]):
         doomed = wait_until(
@@ -259,7 +256,7 @@ def test_a_killed_workers_trial_fails_and_is_retried_by_a_survivor(
     assert retry.state == TrialState.COMPLETE
     assert retry.params == doomed.params
     assert retry.user_attrs["worker"] == f"{socket.gethostname()}:{survivor.pid}"
-    assert len(retry.intermediate_values) == 30  # run in full by the survivor
+    assert len(retry.intermediate_values) == 300  # run in full by the survivor
     assert_budget_met(backend, n_trials)
 
 

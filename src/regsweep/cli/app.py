@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from regsweep.errors import RegsweepError
-from regsweep.signals import Terminated
+from regsweep.signals import Terminated, requeued_by
 
 app = typer.Typer(
     add_completion=False,
@@ -105,22 +105,42 @@ def command(fn: F) -> F:
             for line in str(exc).splitlines():
                 err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print(
-                "interrupted: the running trial was marked failed and queued again; "
-                "run the same command to resume"
-            )
+        except KeyboardInterrupt as exc:
+            err.print(f"interrupted: {_what_was_requeued(exc)}; run the same command to resume")
             raise typer.Exit(130) from None
-        except Terminated:
-            err.print("terminated (SIGTERM): the running trial was marked failed and queued again")
+        except Terminated as exc:
+            err.print(f"terminated (SIGTERM): {_what_was_requeued(exc)}")
             raise typer.Exit(143) from None
 
     app.command()(wrapper)
     return fn
 
 
+def _what_was_requeued(exc: BaseException) -> str:
+    numbers = requeued_by(exc)
+    if numbers is None:  # stopped before any trial loop ran (loading data) or in a pool
+        return "no trial of this process was left running"
+    if not numbers:
+        return "no trial was running"
+    listed = ", ".join(str(n) for n in numbers)
+    return (
+        f"trial {listed} marked failed and queued again"
+        if len(numbers) == 1
+        else (f"trials {listed} marked failed and queued again")
+    )
+
+
 def _configure_logging(debug: bool) -> None:
     optuna.logging.set_verbosity(logging.DEBUG if debug else logging.WARNING)
+    # regsweep's own notes from deep inside a run (a trial failed elsewhere, a heartbeat
+    # that fails): one line each on stderr, like errors.
+    logger = logging.getLogger("regsweep")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
     if not debug:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 

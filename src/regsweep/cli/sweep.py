@@ -28,8 +28,8 @@ from regsweep.cli.app import (
 from regsweep.config.loading import STORAGE_ENV, load_sweep
 from regsweep.config.schema import SweepConfig
 from regsweep.storage.urls import redact
+from regsweep.sweep.lifecycle import RunOutcome
 from regsweep.sweep.progress import format_params
-from regsweep.sweep.solo import RunOutcome
 
 WorkersOpt = Annotated[
     int,

@@ -79,7 +79,11 @@ def export_best(
         )
         reg = dataclasses.replace(reg, patience=epochs)
         fit_splits = _with_validation_in_train(splits)
-    model, result = train_config(train_cfg, fit_splits, reg, seed, order=order)
+    # With --full the validation data is in the training data: an epoch "best" on it is
+    # not better on unseen data, so the model is the last epoch's, as planned above.
+    model, result = train_config(
+        train_cfg, fit_splits, reg, seed, order=order, restore_best=not full
+    )
     model.eval()
     val_loss, val_accuracy = evaluate(model, splits.val_x, splits.val_y)
     test_loss, test_accuracy = evaluate(model, splits.test_x, splits.test_y)
@@ -94,6 +98,7 @@ def export_best(
         "trained_on": "train+validation" if full else "train",
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
+        "weights_from_epoch": result.epochs_run if full else result.best_epoch,
         "validation": {
             "loss": val_loss,
             "accuracy": val_accuracy,

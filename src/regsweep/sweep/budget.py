@@ -2,8 +2,9 @@
 
 ``study.n_trials`` counts trials across all workers: complete, pruned and failed
 ones, plus those running or queued. A failed trial that was re-queued for a retry
-is counted once, through its retry. Checking the count and asking for a trial
-happen under one lock per study, so N workers never overshoot the budget.
+is counted once, through its retry; one stopped by Ctrl-C or SIGTERM is never counted.
+Checking the count and asking for a trial happen under one lock per study
+(``storage.locks.study_lock``), so N workers never overshoot the budget.
 """
 
 from __future__ import annotations
@@ -13,22 +14,34 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+# A trial's user attributes: the trial it retries (queued by regsweep after an interrupt),
+# and that it was failed by an interrupt (Ctrl-C, SIGTERM), which never uses up the budget.
 RETRY_ATTR = "retry_of"
+INTERRUPTED_ATTR = "interrupted"
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def retried_number(trial: FrozenTrial) -> int | None:
-    """The number of the failed trial that ``trial`` retries, if it is a retry."""
-    number = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    if number is None:
-        number = trial.user_attrs.get(RETRY_ATTR)
+    """The number of the failed trial that ``trial`` directly retries, if it is a retry.
+
+    Optuna's ``retried_trial_number`` names the first trial of a chain (A failed, B
+    retried A and failed, C retries B: it says A for C), which would count B as finished;
+    the last entry of ``retry_history`` is the trial retried directly.
+    """
+    callback = optuna.storages.RetryHeartbeatStaleTrialCallback
+    history = callback.retry_history(trial)
+    if history:
+        return int(history[-1])
+    number = trial.user_attrs.get(RETRY_ATTR)
+    if number is None:  # a retry without a history (written by hand or an old Optuna)
+        number = callback.retried_trial_number(trial)
     return int(number) if number is not None else None
 
 
 @dataclass(frozen=True)
 class Usage:
-    finished: int  # complete + pruned + failed-and-not-retried
+    finished: int  # complete + pruned + failed (not retried, not interrupted)
     running: int
     waiting: int
 
@@ -40,11 +53,14 @@ class Usage:
 def usage(study: optuna.Study) -> Usage:
     trials = study.get_trials(deepcopy=False)
     retried = {n for n in (retried_number(t) for t in trials) if n is not None}
-    finished = sum(
-        1
-        for t in trials
-        if t.state in _FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
-    )
+    finished = sum(1 for t in trials if t.state in _FINISHED and not _freed(t, retried))
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
     return Usage(finished, running, waiting)
+
+
+def _freed(trial: FrozenTrial, retried: set[int]) -> bool:
+    """A failed trial whose slot goes back to the budget: retried, or stopped by a signal."""
+    return trial.state == TrialState.FAIL and (
+        trial.number in retried or bool(trial.user_attrs.get(INTERRUPTED_ATTR))
+    )

@@ -18,8 +18,9 @@ from regsweep.storage.locks import study_lock
 from regsweep.storage.rdb import build_storage, error_line
 from regsweep.storage.urls import parse_url, redact
 from regsweep.sweep.budget import usage
+from regsweep.sweep.lifecycle import RunOutcome, worker_name
 from regsweep.sweep.progress import SweepProgress
-from regsweep.sweep.solo import RunOutcome, run_trials, worker_name
+from regsweep.sweep.solo import run_trials
 from regsweep.sweep.study import (
     build_pruner,
     build_sampler,
@@ -101,7 +102,7 @@ def launch(
                     timeout=config.study.timeout,
                     listener=progress,
                     epoch_listener=progress.epoch_done,
-                    heartbeat_storage=storage,
+                    storage=storage,
                 )
             else:
                 outcome = run_trials(
@@ -110,7 +111,7 @@ def launch(
                     n_trials=config.study.n_trials,
                     timeout=config.study.timeout,
                     listener=progress,
-                    heartbeat_storage=storage,
+                    storage=storage,
                 )
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         # pool_pre_ping rides out one dropped connection; this is a database that stays

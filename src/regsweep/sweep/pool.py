@@ -27,13 +27,13 @@ from rich.console import Console
 from regsweep.config.loading import STORAGE_ENV
 from regsweep.config.schema import SweepConfig
 from regsweep.errors import WorkerFailed
-from regsweep.signals import Terminated, sigterm_as_exception
+from regsweep.signals import Terminated, note_requeued, sigterm_as_exception
 from regsweep.storage.locks import study_lock
 from regsweep.storage.rdb import build_storage
 from regsweep.storage.urls import parse_url, redact
-from regsweep.sweep.budget import usage
+from regsweep.sweep.budget import INTERRUPTED_ATTR, usage
+from regsweep.sweep.lifecycle import RunOutcome
 from regsweep.sweep.progress import SweepProgress
-from regsweep.sweep.solo import RunOutcome
 from regsweep.sweep.study import build_pruner, build_sampler, open_study
 
 # How often the combined display reads the study's trials.
@@ -104,7 +104,10 @@ def run_pool(
     build_pruner(config)
     from regsweep.data.splits import load_splits, resolve_device
 
-    load_splits(config.data, config.study.seed, resolve_device(config.train.device))
+    # Checked here, trained on in the workers: the data stays on the CPU, so this process
+    # holds no CUDA context (memory on the device) for the whole sweep.
+    resolve_device(config.train.device)
+    load_splits(config.data, config.study.seed, "cpu")
     storage = build_storage(config.study.storage, heartbeat=None)
     with study_lock(storage, config.study_name):
         study = open_study(config, storage)
@@ -139,6 +142,7 @@ def run_pool(
             _stop(pool, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
             shutil.rmtree(logs, ignore_errors=True)
             _show(study, progress, seen, config.study.n_trials)
+            note_requeued(exc, _interrupted_since(study, done_before))
             raise
         except BaseException:
             # The workers run in sessions of their own: nothing else would stop them.
@@ -209,6 +213,15 @@ def _stop(pool: list[Worker], sig: signal.Signals) -> None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _interrupted_since(study: optuna.Study, done_before: set[int]) -> list[int]:
+    """The trials the stopped workers failed and queued again."""
+    return [
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.number not in done_before and t.user_attrs.get(INTERRUPTED_ATTR)
+    ]
 
 
 def _raise_if_failed(pool: list[Worker]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import socket
 import zlib
@@ -18,6 +19,8 @@ from regsweep.errors import ConfigError, StudyError
 from regsweep.storage.settings import HeartbeatSettings
 from regsweep.storage.urls import redact
 from regsweep.sweep.space import grid, signature
+
+log = logging.getLogger("regsweep")
 
 # Study user attributes regsweep owns.
 CONFIG_ATTR = "regsweep_config"
@@ -132,7 +135,65 @@ def open_study(
             f"created with a different search space ({_difference(existing, wanted)}); "
             "use another --study name, or restore the original search_space"
         )
+    else:
+        _check_resume(study, config)
     return study
+
+
+def _check_resume(study: optuna.Study, config: SweepConfig) -> None:
+    """Refuse a resume whose trials would mean something else; note other changes."""
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if not isinstance(stored, dict):
+        return
+    refused, noted = resume_changes(stored, config)
+    where = f"study {config.study_name!r} in {redact(config.study.storage)}"
+    if refused:
+        raise StudyError(
+            f"{refused[0].partition(':')[0]}: {where} was created with other settings "
+            f"({'; '.join(refused)}), so its trials' values would not compare with new ones; "
+            "use another --study name, or restore the original settings"
+        )
+    for line in noted:
+        # report, ablate and export keep the first run's settings, stored with the study.
+        log.warning("%s: changed since the study was created (%s); new trials use it", where, line)
+
+
+# What a resumed study may not change, because a trial's value would then mean something
+# else than the values already stored: the data, the network and how it is trained.
+_REFUSED: dict[str, tuple[str, ...] | None] = {
+    "data": None,  # every key but those in _DATA_PLACES
+    "model": None,
+    "train": ("max_epochs", "batch_size", "optimizer", "lr", "momentum", "min_delta"),
+}
+# Where the data is cached and whether it may be downloaded change nothing it contains.
+_DATA_PLACES = ("root", "download")
+# What changes how new trials are chosen or recovered, not what a value means: a note.
+_NOTED = {"study": ("seed", "sampler", "pruner", "heartbeat_interval", "grace_period", "max_retry")}
+
+
+def resume_changes(stored: dict[str, Any], config: SweepConfig) -> tuple[list[str], list[str]]:
+    """What ``config`` changes from the config a study was created with, as
+    ``(refused, noted)`` lines like ``train.lr: 0.001 -> 0.01``."""
+    try:
+        before = SweepConfig.model_validate(stored).model_dump(mode="json")
+    except ValueError:
+        return [], []  # written by another regsweep version: nothing to compare reliably
+    now = config.model_dump(mode="json")
+
+    def changed(section: str, keys: tuple[str, ...] | None) -> list[str]:
+        names = keys or tuple(
+            k for k in now[section] if not (section == "data" and k in _DATA_PLACES)
+        )
+        return [
+            f"{section}.{key}: {json.dumps(before[section].get(key))} -> "
+            f"{json.dumps(now[section].get(key))}"
+            for key in names
+            if before[section].get(key) != now[section].get(key)
+        ]
+
+    refused = [line for section, keys in _REFUSED.items() for line in changed(section, keys)]
+    noted = [line for section, keys in _NOTED.items() for line in changed(section, keys)]
+    return refused, noted
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -1,0 +1,218 @@
+"""The trial lifecycle's crash holes, each reproduced on a real SQLite study.
+
+Each test here failed before the lifecycle was one module (issue "One trial lifecycle"):
+retry chains, trials stranded without a heartbeat, an interrupt before the first
+parameter, a budget lock that was process-local, SIGTERM after a swallowed Ctrl-C.
+The same holes with real worker processes are in test_lifecycle_processes.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from regsweep.signals import (
+    Terminated,
+    raise_pending_interrupt,
+    signals_deferred,
+    sigterm_as_exception,
+)
+from regsweep.storage import private
+from regsweep.storage.locks import creation_lock, study_lock
+from regsweep.storage.rdb import build_storage
+from regsweep.storage.settings import HeartbeatSettings
+from regsweep.sweep.budget import INTERRUPTED_ATTR, RETRY_ATTR, retried_number, usage
+from regsweep.sweep.lifecycle import Lifecycle
+from regsweep.sweep.solo import run_trials
+
+# The smallest settings the sweep file allows: a trial is stale 2 s after its last beat.
+FAST = HeartbeatSettings(interval=1, grace_period=2, max_retry=5)
+
+
+def sqlite_storage(
+    tmp_path: Path, heartbeat: HeartbeatSettings | None = FAST
+) -> optuna.storages.RDBStorage:
+    return build_storage(f"sqlite:///{tmp_path / 'lifecycle.db'}", heartbeat)
+
+
+def quadratic(trial: optuna.Trial) -> float:
+    return trial.suggest_float("x", -1, 1) ** 2
+
+
+def test_a_retry_chain_counts_once_in_the_budget(tmp_path: Path) -> None:
+    """A failed, B (its retry) failed, C (B's retry) complete: one trial of the budget."""
+    storage = sqlite_storage(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="chain")
+    a = study.ask()
+    a.suggest_float("x", -1, 1)
+    for _ in range(2):  # A then B: each beats once, then its "worker" dies
+        trial = a if _ == 0 else study.ask()
+        storage.record_heartbeat(private.trial_id(trial))
+        time.sleep(FAST.grace_period + 1.2)
+        optuna.storages.fail_stale_trials(study)  # Optuna's own recovery queues the retry
+    c = study.ask()
+    study.tell(c, 0.5)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    assert [retried_number(t) for t in trials] == [None, 0, 1]
+    assert usage(study).finished == 1
+
+
+def test_a_running_trial_that_never_had_a_heartbeat_is_recovered(tmp_path: Path) -> None:
+    """A worker killed between ask and its first heartbeat: the trial is failed and retried."""
+    storage = sqlite_storage(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="orphan")
+    orphan = study.ask()  # RUNNING, no heartbeat row: what the killed worker left
+    orphan.suggest_float("x", -1, 1)
+    life = Lifecycle(study, storage, n_trials=1)
+    assert life.recover_stale() == []  # within the grace period it may still be starting
+    time.sleep(FAST.grace_period + 0.5)
+    assert life.recover_stale() == [private.trial_id(orphan)]
+    frozen = study.get_trials()
+    assert [t.state for t in frozen] == [TrialState.FAIL, TrialState.WAITING]
+    assert "heartbeat" in frozen[0].user_attrs["fail_reason"]
+    assert retried_number(frozen[1]) == orphan.number
+    outcome = run_trials(study, quadratic, n_trials=1, storage=storage)
+    assert outcome.budget_reached
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert usage(study).finished == 1
+
+
+def test_a_taken_trial_has_a_heartbeat_as_soon_as_it_is_taken(tmp_path: Path) -> None:
+    """The first beat is part of taking the trial (under the study lock), not a thread's."""
+    storage = sqlite_storage(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="first-beat")
+    with Lifecycle(study, storage, n_trials=1) as life:
+        trial = life.take()
+        assert trial is not None
+        assert private.trial_id(trial) in _beating(storage)
+        life.tell(trial, value=1.0)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+
+
+def _beating(storage: optuna.storages.RDBStorage) -> set[int]:
+    from optuna.storages._rdb import models  # the test reads the heartbeat table itself
+    from sqlalchemy.orm import Session
+
+    with Session(storage.engine) as session:
+        return {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_before_the_first_parameter_costs_no_budget(
+    tmp_path: Path, signum: int
+) -> None:
+    storage = sqlite_storage(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="early-signal")
+
+    def signalled_at_once(trial: optuna.Trial) -> float:
+        os.kill(os.getpid(), signum)  # lands before any suggest_*: the trial has no params
+        time.sleep(5)  # never reached: the handler raises
+        return 0.0
+
+    expected = KeyboardInterrupt if signum == signal.SIGINT else Terminated
+    with sigterm_as_exception(), pytest.raises(expected):
+        run_trials(study, signalled_at_once, n_trials=3, storage=storage)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].params == {}
+    assert trials[0].user_attrs[INTERRUPTED_ATTR] is True
+    assert trials[1].user_attrs[RETRY_ATTR] == 0
+    assert usage(study).finished == 0
+    outcome = run_trials(study, quadratic, n_trials=3, storage=storage)
+    assert outcome.budget_reached
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.COMPLETE) == 3 and usage(study).finished == 3
+
+
+def test_an_interrupted_trial_never_counts_even_if_its_retry_was_not_queued(
+    tmp_path: Path,
+) -> None:
+    """The worker died right after failing the trial: the slot still goes back."""
+    storage = sqlite_storage(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="no-retry")
+    trial = study.ask()
+    trial.set_user_attr(INTERRUPTED_ATTR, True)
+    study.tell(trial, state=TrialState.FAIL)
+    assert usage(study).finished == 0
+
+
+def test_the_budget_lock_is_shared_between_processes_without_heartbeats(
+    tmp_path: Path,
+) -> None:
+    """Without heartbeats the loop must still lock the database, not a process-local lock."""
+    storage = sqlite_storage(tmp_path, heartbeat=None)
+    study = optuna.create_study(storage=storage, study_name="no-heartbeat")
+    # A study loaded as a user would: study._storage is Optuna's cache around the storage.
+    loaded = optuna.load_study(study_name="no-heartbeat", storage=storage.url)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another worker inside the lock, as a separate holder
+        with study_lock(storage, study.study_name):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    runner = threading.Thread(target=run_trials, args=(loaded, quadratic), kwargs={"n_trials": 1})
+    runner.start()
+    time.sleep(1.5)
+    assert study.get_trials() == []  # blocked on the lock the other holder has
+    release.set()
+    holder.join()
+    runner.join(30)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+
+
+LOCKS = {
+    "tables": lambda storage: creation_lock(storage.engine.url),
+    "study a": lambda storage: study_lock(storage, "a"),
+    "study b": lambda storage: study_lock(storage, "b"),
+}
+
+
+@pytest.mark.parametrize(
+    ("held", "wanted"), [("tables", "study a"), ("study a", "tables"), ("study a", "study b")]
+)
+def test_table_creation_and_each_study_have_their_own_lock(
+    tmp_path: Path, held: str, wanted: str
+) -> None:
+    storage = sqlite_storage(tmp_path, heartbeat=None)
+    holding, release, got = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with LOCKS[held](storage):
+            holding.set()
+            release.wait(10)
+
+    def take() -> None:
+        with LOCKS[wanted](storage):
+            got.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    taker = threading.Thread(target=take)
+    taker.start()
+    try:
+        assert got.wait(3), f"the {wanted} lock waited for the {held} lock"
+    finally:
+        release.set()
+        holder.join()
+        taker.join()
+
+
+def test_sigterm_after_a_swallowed_ctrl_c_ends_as_sigterm() -> None:
+    with sigterm_as_exception(), pytest.raises(Terminated):
+        with signals_deferred(raise_after=False):  # a Ctrl-C lands where it is swallowed
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)  # then the scheduler stops the worker
+        raise_pending_interrupt()
