@@ -336,6 +336,8 @@ def build_base(say: Callable[[str], None]) -> None:
                 stdin=tar.stdout,
             )
         finally:
+            if tar.stdout is not None:
+                tar.stdout.close()  # a failed import must not leave tar blocked on the pipe
             tar.wait(60)
     say(
         f"INFO stand-in base {BASE} from debootstrap ({mirror}): {time.monotonic() - started:.0f} s"
@@ -422,9 +424,9 @@ def stack(say: Callable[[str], None], tmp_path_factory: pytest.TempPathFactory) 
 
     env_file, values = env_values(tmp_path_factory.mktemp("compose"))
     s = Stack(compose, env_file, values)
+    s.sweep("mnist", 12, 2, 3000, 20, 120)  # compose needs the override's variables set
     try:
         started = time.monotonic()
-        s.sweep("mnist", 12, 2, 3000, 20, 120)
         s.dc_ok("build", "worker", timeout=1500)
         size = int(ok(["docker", "image", "inspect", "-f", "{{.Size}}", "regsweep:latest"], 60))
         took = time.monotonic() - started
