@@ -424,7 +424,7 @@ def stack(say: Callable[[str], None], tmp_path_factory: pytest.TempPathFactory) 
 
     env_file, values = env_values(tmp_path_factory.mktemp("compose"))
     s = Stack(compose, env_file, values)
-    s.sweep("mnist", 12, 2, 3000, 20, 120)  # compose needs the override's variables set
+    s.sweep("mnist", 12, 2, 2000, 20, 120)  # compose needs the override's variables set
     try:
         started = time.monotonic()
         s.dc_ok("build", "worker", timeout=1500)
@@ -473,7 +473,7 @@ def test_four_workers_share_one_study_and_its_exact_budget(
 ) -> None:
     check = Checks(say)
     n = 12
-    stack.sweep("mnist", n, 2, 3000, 20, 120)
+    stack.sweep("mnist", n, 2, 2000, 20, 120)
     started = time.time()
     workers = stack.up_workers("--build")
     say(f"INFO up -d --build --scale worker=4: {time.time() - started:.0f} s")
@@ -602,9 +602,9 @@ def test_stop_with_one_epoch_trials_requeues_every_interrupted_trial(
     workers = stack.up_workers()
 
     def many_done() -> bool:
-        return sum(t.state in ("COMPLETE", "PRUNED") for t in stack.trials(study)) >= 60
+        return sum(t.state in ("COMPLETE", "PRUNED") for t in stack.trials(study)) >= 30
 
-    poll(many_done, "60 one-epoch trials", 300)
+    poll(many_done, "30 one-epoch trials", 300)
     started = time.monotonic()
     stack.dc_ok("stop", "worker", timeout=120)
     sigterm_checks(check, stack, study, workers, time.monotonic() - started, False)
@@ -619,7 +619,7 @@ def test_killed_and_crashed_workers_trials_are_retried_within_the_budget(
     others retry them, on-failure restarts the crashed one, and the budget stays exact."""
     check = Checks(say)
     study, n = "killed", 8
-    stack.sweep(study, n, 12, 6000, 2, 10)
+    stack.sweep(study, n, 10, 4000, 2, 10)
     workers = stack.up_workers()
     by_host = {c.hostname: c.id for c in inspect(workers)}
 
