@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SWEEP ?= sweeps/mnist.yaml
 ARGS ?=
 
-.PHONY: setup sweep sweep-offline test lint typecheck unit bench clean
+.PHONY: setup sweep sweep-offline test lint typecheck unit compose-test bench clean
 
 # Re-installs when pyproject.toml changes. pip (not uv) so torch comes from a local wheel cache if one exists.
 $(VENV)/.installed: pyproject.toml
@@ -34,6 +34,9 @@ unit: setup
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck unit
+
+compose-test: setup  ## docker compose up --scale worker=4 for real (needs Docker; about 4 min cached)
+	$(BIN)/pytest -m docker $(ARGS)
 
 BENCHMARKS := epoch_speed packed orchestration pruning workers memory quality
 

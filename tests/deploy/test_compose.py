@@ -35,6 +35,15 @@ from tests.processes import (
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 APP = "/app"  # the image's WORKDIR
+# The variables docker-compose.yml reads (from .env, or the environment, which wins).
+COMPOSE_VARIABLES = (
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "WORKER_THREADS",
+    "TORCH_INDEX",
+    "DASHBOARD_PORT",
+)
 
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
@@ -42,7 +51,7 @@ def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
     if exe is None:
         skip_or_fail("docker-compose is needed: apt-get install docker-compose")
     # The variables must come from env_file alone, not from whoever runs the tests.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGRES_")}
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARIABLES}
     return subprocess.run(
         [exe, "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
         capture_output=True,
@@ -106,6 +115,30 @@ def test_compose_services_are_wired_as_documented(resolved: dict[str, Any]) -> N
     assert dashboard["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert dashboard["ports"] == ["127.0.0.1:8080:8080/tcp"]  # this machine only
     assert dashboard["environment"]["REGSWEEP_STORAGE"] == worker["environment"]["REGSWEEP_STORAGE"]
+
+
+def test_torch_index_flows_from_env_file_to_the_build(
+    resolved: dict[str, Any], tmp_path: Path
+) -> None:
+    """`docker compose up --build` must build with the index .env names, not the default."""
+    for service in ("worker", "dashboard"):
+        build = resolved["services"][service]["build"]
+        assert build["args"] == {"TORCH_INDEX": "https://download.pytorch.org/whl/cpu"}
+    for value in ("https://download.pytorch.org/whl/cu124", ""):  # empty: pip's default
+        env_file = tmp_path / "torch.env"
+        env_file.write_text(f"{ENV_EXAMPLE.read_text()}\nTORCH_INDEX={value}\n")
+        result = compose_config(env_file)
+        assert result.returncode == 0, result.stderr
+        services = yaml.safe_load(result.stdout)["services"]
+        assert services["worker"]["build"]["args"]["TORCH_INDEX"] == value
+        assert services["dashboard"]["build"]["args"]["TORCH_INDEX"] == value
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert 'pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} torch' in dockerfile
+
+
+def test_dashboard_knows_where_compose_publishes_it(resolved: dict[str, Any]) -> None:
+    dashboard = resolved["services"]["dashboard"]
+    assert dashboard["environment"]["REGSWEEP_DASHBOARD_PUBLISHED"] == "127.0.0.1:8080"
 
 
 def test_secrets_stay_out_of_git_and_the_image() -> None:

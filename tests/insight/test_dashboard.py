@@ -13,6 +13,7 @@ import yaml
 from tests.browser import full_page_screenshot, headless_chromium
 from tests.conftest import IdxData, idx_sweep, run_cli
 from tests.processes import (
+    cli_env,
     free_port,
     http_get,
     reaped,
@@ -23,6 +24,7 @@ from tests.processes import (
 )
 
 N_TRIALS = 3
+PUBLISHED = "REGSWEEP_DASHBOARD_PUBLISHED"  # set by docker-compose.yml
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +133,46 @@ def test_dashboard_on_a_busy_port_is_one_line(swept: tuple[Path, str], tmp_path:
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"error: --port: cannot listen on 127.0.0.1:{port}")
     assert "pick another --port" in lines[0]
+
+
+def test_dashboard_on_all_interfaces_warns_where_it_is_published(
+    swept: tuple[Path, str], tmp_path: Path
+) -> None:
+    """0.0.0.0 in a container is reachable only where compose publishes it: the message
+    names that address, and the warning goes only when it is not this machine alone."""
+    sweep, name = swept
+
+    def first_lines(published: str | None) -> str:
+        port = free_port()
+        env = cli_env(**({PUBLISHED: published} if published is not None else {}))
+        log = tmp_path / f"dashboard-{port}.log"
+        args = regsweep("dashboard", sweep, "--host", "0.0.0.0", "--port", port)
+        with reaped([start(args, log, env=env)]) as (server,):
+            wait_until(lambda: studies_listed(port), "the dashboard", procs=[server])
+            server.popen.send_signal(signal.SIGTERM)
+            assert server.wait() == 0
+        return server.output()
+
+    unset = first_lines(None)
+    assert "warning:" in unset and "everyone who can reach 0.0.0.0:" in unset
+
+    local = first_lines("127.0.0.1:18080")
+    assert "at http://127.0.0.1:18080/dashboard/" in local
+    assert f"(study {name}: http://127.0.0.1:18080/dashboard/studies/" in local
+    assert "warning:" not in local
+
+    lan = first_lines("10.0.0.5:8080")
+    assert "warning:" in lan and "everyone who can reach 10.0.0.5:8080 can use it" in lan
+
+
+def test_dashboard_refuses_a_bad_published_address_in_one_line(
+    swept: tuple[Path, str], tmp_path: Path
+) -> None:
+    sweep, _ = swept
+    result = run_cli("dashboard", sweep, "--port", str(free_port()), env={PUBLISHED: "8080"})
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: {PUBLISHED}='8080': expected HOST:PORT where the dashboard is published, "
+        "e.g. 127.0.0.1:8080"
+    ]

@@ -5,6 +5,7 @@ regsweep dashboard sweeps/mnist.yaml     # then open http://127.0.0.1:8080
 
 from __future__ import annotations
 
+import os
 import signal
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -18,6 +19,10 @@ from regsweep.sweep.locate import StudyRef, open_existing_storage
 
 DEFAULT_HOST = "127.0.0.1"  # optuna-dashboard has no login and can delete studies
 DEFAULT_PORT = 8080
+# Set where the listening address is not the reachable one: in a container that listens on
+# 0.0.0.0, HOST:PORT is where it is published (docker-compose.yml sets 127.0.0.1:8080).
+PUBLISHED_ENV = "REGSWEEP_DASHBOARD_PUBLISHED"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class _ThreadedServer(ThreadingMixIn, WSGIServer):
@@ -50,6 +55,7 @@ def serve(
     storage = open_existing_storage(ref.url, "`regsweep launch` or `regsweep worker`")
     import optuna_dashboard
 
+    published = published_address()  # a bad value is refused before listening
     app = optuna_dashboard.wsgi(storage)
     try:
         server = make_server(
@@ -60,17 +66,18 @@ def serve(
             f"--port: cannot listen on {host}:{port} ({exc.strerror or exc}); "
             "pick another --port, or stop what uses it"
         ) from None
-    url = f"http://{host}:{server.server_port}/dashboard/"
+    shown_host, shown_port = published or (host, server.server_port)
+    url = f"http://{shown_host}:{shown_port}/dashboard/"
     console.print(
         f"[bold]optuna-dashboard[/] for {redact(ref.url)} at [bold]{url}[/]"
-        f"{_study_link(storage, ref.name, host, server.server_port)} · Ctrl-C stops it",
+        f"{_study_link(storage, ref.name, shown_host, shown_port)} · Ctrl-C stops it",
         highlight=False,
         soft_wrap=True,
     )
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if shown_host not in _LOOPBACK:
         console.print(
             "[yellow]warning:[/] optuna-dashboard has no login and can delete studies; "
-            f"everyone who can reach {host}:{server.server_port} can use it",
+            f"everyone who can reach {shown_host}:{shown_port} can use it",
             highlight=False,
         )
     # SIGTERM (docker stop) ends it as quietly as Ctrl-C: a dashboard holds no state.
@@ -82,6 +89,25 @@ def serve(
         console.print("dashboard stopped")
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def published_address() -> tuple[str, int] | None:
+    """``$REGSWEEP_DASHBOARD_PUBLISHED`` as (host, port), or None where it is unset.
+
+    Raises:
+        ConfigError: it is set but not HOST:PORT.
+    """
+    value = os.environ.get(PUBLISHED_ENV, "").strip()
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")  # [::1]:8080
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"{PUBLISHED_ENV}={value!r}: expected HOST:PORT where the dashboard is "
+            "published, e.g. 127.0.0.1:8080"
+        )
+    return host, int(port)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
