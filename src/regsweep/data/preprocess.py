@@ -81,7 +81,7 @@ def flatten_pixels(x: np.ndarray) -> np.ndarray:
     return flat / 255.0 if x.dtype == np.uint8 else flat
 
 
-class GlobalStandardizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class GlobalStandardizer(TransformerMixin, BaseEstimator):
     """``(x - mean) / std`` with one mean and std over every training value (pixels)."""
 
     def fit(self, x: np.ndarray, y: Any = None) -> GlobalStandardizer:

@@ -75,3 +75,27 @@ def regression_scores(mse: float, target_var: float, target_scale: float) -> tup
     rmse = math.sqrt(mse) * target_scale if math.isfinite(mse) and mse >= 0 else math.nan
     r2 = 1.0 - mse / target_var if target_var > 0 else math.nan
     return rmse, r2
+
+
+def format_metric(metric: str, value: Any) -> str:
+    """A metric's value as tables show it: accuracies as percentages, others as numbers."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    if math.isnan(value):
+        return "-"
+    return f"{value:.2%}" if is_percent(metric) else f"{value:.4g}"
+
+
+def best_scores(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's best-epoch scores besides the loss, by metric name (val_accuracy, ...)."""
+    task = task_of_attrs(attrs)
+    return {name.removeprefix("best_"): attrs.get(name) for name in best_attrs(task)}
+
+
+def scores_text(attrs: Mapping[str, Any]) -> str:
+    """``val_accuracy 97.10%`` or ``val_rmse 52.3, val_r2 0.481``; empty when none stored."""
+    return ", ".join(
+        f"{name} {format_metric(name, value)}"
+        for name, value in best_scores(attrs).items()
+        if isinstance(value, int | float)
+    )

@@ -31,9 +31,10 @@ def read_torchvision(config: DataConfig) -> Arrays:
     from regsweep.data.splits import DOWNLOAD_TIMEOUT_S, short_reason, socket_timeout
 
     name = str(config.name)
-    cls = getattr(datasets, name, None)
+    cls: Any = getattr(datasets, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, datasets.VisionDataset)):
         raise DataError(f"data.name: torchvision has no data set {name!r} (allowed: {KNOWN}, ...)")
+    factory: Any = cls  # a VisionDataset subclass, whose constructors differ
     params = inspect.signature(cls.__init__).parameters
     extra: dict[str, Any] = {}
     if "split" in params and "train" in params:
@@ -42,6 +43,7 @@ def read_torchvision(config: DataConfig) -> Arrays:
         extra["split"] = config.split
     elif config.split is not None:
         raise DataError(f"data.split: torchvision {name} takes no split (allowed: leave it out)")
+    which: tuple[dict[str, Any], dict[str, Any]]
     if "train" in params:
         which = ({"train": True}, {"train": False})
     elif "split" in params:
@@ -54,12 +56,11 @@ def read_torchvision(config: DataConfig) -> Arrays:
     root = Path(config.root).expanduser()
 
     def build(download: bool) -> tuple[Any, Any]:
-        return tuple(  # type: ignore[return-value]
-            cls(str(root), download=download, **extra, **part) for part in which
-        )
+        train, test = (factory(str(root), download=download, **extra, **part) for part in which)
+        return train, test
 
     try:
-        sets = build(download=False)
+        sets: tuple[Any, Any] | None = build(download=False)
     except ValueError as exc:  # a bad split: torchvision's verify_str_arg says what it allows
         raise DataError(f"data.split: {_last_line(exc)}") from None
     except RuntimeError as exc:
@@ -80,6 +81,7 @@ def read_torchvision(config: DataConfig) -> Arrays:
                 f"({_last_line(exc)}). Offline: copy its files into {root} as torchvision "
                 "lays them out, or use dataset: table, arrays, idx or digits"
             ) from None
+    assert sets is not None
     train, test = sets
     return (*_arrays(train, name), *_arrays(test, name))
 
