@@ -83,7 +83,7 @@ def format_metric(metric: str, value: Any) -> str:
         return "-"
     if math.isnan(value):
         return "-"
-    return f"{value:.2%}" if is_percent(metric) else f"{value:.4g}"
+    return f"{value:.2%}" if is_percent(metric) else f"{value:#.4g}"
 
 
 def best_scores(attrs: Mapping[str, Any]) -> dict[str, Any]:
