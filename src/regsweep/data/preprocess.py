@@ -1,9 +1,9 @@
 """Preprocessors fitted on the training split only, and saved with an export.
 
 Tables go through scikit-learn's ``ColumnTransformer``: numeric columns are imputed with
-the median (plus an indicator column per column that had gaps) and standardized;
-categorical ones imputed with the most frequent value (plus indicator) and one-hot
-encoded, ignoring categories never seen in training. Arrays are flattened, imputed and
+the median and standardized; categorical ones imputed with the most frequent value and
+one-hot encoded, ignoring categories never seen in training; every column that had gaps
+in training gets a 0/1 indicator column. Arrays are flattened, imputed and
 standardized per feature. Images are flattened, scaled to [0, 1] and standardized with
 one mean and standard deviation over all training pixels, as MNIST always was.
 
@@ -19,46 +19,42 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 
 def table_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
-    """The unfitted transform of a table's feature columns."""
+    """The unfitted transform of a table's feature columns.
+
+    The missing-value indicators are their own 0/1 columns, not standardized: a column
+    with one gap in a thousand rows would otherwise become a feature of size 30.
+    """
     parts: list[tuple[str, Any, list[str]]] = []
     if numeric:
-        parts.append(
-            (
-                "numeric",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="median", add_indicator=True)),
-                        ("scale", StandardScaler()),
-                    ]
-                ),
-                numeric,
-            )
-        )
+        numeric_steps = [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        parts.append(("numeric", Pipeline(numeric_steps), numeric))
+        parts.append(("missing_numeric", _indicator(), numeric))
     if categorical:
-        parts.append(
-            (
-                "categorical",
-                Pipeline(
-                    [
-                        (
-                            "as_object",
-                            FunctionTransformer(as_object, feature_names_out="one-to-one"),
-                        ),
-                        ("impute", SimpleImputer(strategy="most_frequent", add_indicator=True)),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-                    ]
-                ),
-                categorical,
-            )
-        )
+        categorical_steps = [
+            ("as_object", FunctionTransformer(as_object, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+        parts.append(("categorical", Pipeline(categorical_steps), categorical))
+        missing_steps = [
+            ("as_object", FunctionTransformer(as_object, feature_names_out="one-to-one")),
+            ("indicate", _indicator()),
+        ]
+        parts.append(("missing_categorical", Pipeline(missing_steps), categorical))
     # Dense float output: the network takes a tensor, and the tables here are small.
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+def _indicator() -> MissingIndicator:
+    # One column per feature that had gaps in training; gaps that only appear later are
+    # imputed without one (error_on_new=False), since the network has no input for them.
+    return MissingIndicator(features="missing-only", error_on_new=False)
 
 
 def as_object(frame: pd.DataFrame) -> np.ndarray:
@@ -94,13 +90,9 @@ class GlobalStandardizer(TransformerMixin, BaseEstimator):
 
 
 def array_preprocessor() -> Pipeline:
-    return Pipeline(
-        [
-            ("flatten", FunctionTransformer(flatten)),
-            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
-            ("scale", StandardScaler()),
-        ]
-    )
+    scaled = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    features = FeatureUnion([("values", scaled), ("missing", _indicator())])
+    return Pipeline([("flatten", FunctionTransformer(flatten)), ("features", features)])
 
 
 def image_preprocessor() -> Pipeline:

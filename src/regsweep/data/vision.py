@@ -35,7 +35,7 @@ def read_torchvision(config: DataConfig) -> Arrays:
     if not (inspect.isclass(cls) and issubclass(cls, datasets.VisionDataset)):
         raise DataError(f"data.name: torchvision has no data set {name!r} (allowed: {KNOWN}, ...)")
     factory: Any = cls  # a VisionDataset subclass, whose constructors differ
-    params = inspect.signature(cls.__init__).parameters
+    params = _init_params(cls, datasets.VisionDataset)
     extra: dict[str, Any] = {}
     if "split" in params and "train" in params:
         if config.split is None:
@@ -84,6 +84,22 @@ def read_torchvision(config: DataConfig) -> Arrays:
     assert sets is not None
     train, test = sets
     return (*_arrays(train, name), *_arrays(test, name))
+
+
+def _init_params(cls: type, base: type) -> set[str]:
+    """The keyword names ``cls(...)`` takes, following ``**kwargs`` up to its parents
+    (EMNIST takes ``split`` and passes ``train`` on to MNIST)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is base:
+            break
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def _arrays(dataset: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
