@@ -89,9 +89,9 @@ def test_torchvision_offline_and_unknown_names(tmp_path: Path) -> None:
     message = str(info.value)
     assert "torchvision CIFAR10 is not in" in message and "download is off" in message
     assert "Offline:" in message
-    with pytest.raises(DataError, match="data.name: torchvision has no data set 'Nope'"):
+    with pytest.raises(DataError, match=r"data\.name: torchvision has no data set 'Nope'"):
         load_splits(vision(tmp_path, "Nope"), 0)
-    with pytest.raises(DataError, match="data.split: torchvision EMNIST needs split"):
+    with pytest.raises(DataError, match=r"data\.split: torchvision EMNIST needs split"):
         load_splits(vision(tmp_path, "EMNIST", download=False), 0)
-    with pytest.raises(DataError, match="data.split"):
+    with pytest.raises(DataError, match=r"data\.split: "):
         load_splits(vision(tmp_path, "EMNIST", split="nope", download=False), 0)

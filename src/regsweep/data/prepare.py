@@ -67,11 +67,11 @@ def prepare_splits(config: DataConfig, seed: int, device: str) -> Splits:
     if config.limit is not None:
         x, y = _rows(x, slice(0, config.limit)), y[: config.limit]
     if test is None and config.test_fraction is not None:
-        rest, held = _split(len(y), config.test_fraction, y, task, TEST_SPLIT_SEED)
+        rest, held = split_rows(len(y), config.test_fraction, y, task, TEST_SPLIT_SEED)
         test = (_rows(x, held), y[held])
         x, y = _rows(x, rest), y[rest]
     targets = _Targets.fit(y, task, where)
-    train_idx, val_idx = _split(len(y), config.val_fraction, y, task, seed)
+    train_idx, val_idx = split_rows(len(y), config.val_fraction, y, task, seed)
     preprocessor = make().fit(_rows(x, train_idx))
     targets = targets.rescaled(y[train_idx])
 
@@ -100,7 +100,7 @@ def _rows(x: Any, index: Any) -> Any:
     return x.iloc[index] if isinstance(x, pd.DataFrame) else x[index]
 
 
-def _split(
+def split_rows(
     n: int, fraction: float, y: np.ndarray, task: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held out) row indices; stratified by class where every class has two rows."""
