@@ -10,13 +10,14 @@ from regsweep.errors import ConfigError, DataError, RegsweepError, StorageError,
 
 if TYPE_CHECKING:
     from regsweep.insight.export import load_model
+    from regsweep.insight.predictor import load_predictor
     from regsweep.sweep.launch import launch
 
 
 def __getattr__(name: str) -> Any:
     # PyTorch takes seconds to import: only what trains (launch) pulls it in, so that
     # `regsweep validate`, `trials` and every bad-input error answer at once.
-    # launch trains; load_model rebuilds a model: both need it.
+    # launch trains; load_model and load_predictor rebuild a model: all need it.
     if name == "launch":
         from regsweep.sweep.launch import launch
 
@@ -25,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from regsweep.insight.export import load_model
 
         return load_model
+    if name == "load_predictor":
+        from regsweep.insight.predictor import load_predictor
+
+        return load_predictor
     raise AttributeError(f"module 'regsweep' has no attribute {name!r}")
 
 
@@ -41,5 +46,6 @@ __all__ = [
     "__version__",
     "launch",
     "load_model",
+    "load_predictor",
     "load_sweep",
 ]

@@ -120,7 +120,7 @@ BAD_VALUES = [
     pytest.param(
         "data.dataset",
         "cifar",
-        ["data.dataset", "'cifar'", "'mnist', 'fashion_mnist', 'idx' or 'digits'"],
+        ["data.dataset", "'cifar'", "'idx', 'digits', 'table', 'arrays' or 'torchvision'"],
         id="unknown-dataset",
     ),
     pytest.param(

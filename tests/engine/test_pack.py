@@ -173,3 +173,38 @@ def test_a_diverging_member_leaves_the_others_untouched(splits: Splits) -> None:
     assert diverged_at == 1
     solo = solo_val_losses(config, splits, seed, reg)
     assert torch.allclose(torch.tensor(history), torch.tensor(solo), **TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def regression_splits(tmp_path_factory: pytest.TempPathFactory) -> Splits:
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("pack-regression")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 10))
+    np.savez(folder / "r.npz", x=x, y=x @ rng.normal(size=10) + rng.normal(size=300))
+    config = SweepConfig.model_validate(
+        {"data": {"dataset": "arrays", "path": str(folder / "r.npz"), "val_fraction": 0.25}}
+    )
+    return load_splits(config.data, seed=0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_regression_member_matches_solo(regression_splits: Splits, optimizer: str) -> None:
+    splits = regression_splits
+    assert splits.task == "regression" and splits.n_classes == 1
+    config = sweep(optimizer)
+    pack = Pack(config, splits, shuffle_seed=SHUFFLE_SEED)
+    for seed, reg in MEMBERS:
+        pack.admit(seed, reg, seed)
+    packed: dict[object, list[float]] = {seed: [] for seed, _ in MEMBERS}
+    for _ in range(EPOCHS):
+        for row in pack.run_epoch():
+            packed[row.key].append(row.metrics.val_loss)
+            assert row.metrics.val_rmse is not None and row.metrics.val_r2 is not None
+    for seed, reg in MEMBERS:
+        solo = solo_val_losses(config, splits, seed, reg)
+        assert torch.allclose(torch.tensor(packed[seed]), torch.tensor(solo), **TOLERANCE), (
+            f"member {seed} ({reg}): packed {packed[seed]} vs solo {solo}"
+        )
+    assert len({round(v[-1], 6) for v in packed.values()}) == len(MEMBERS)

@@ -181,3 +181,41 @@ def test_same_seed_gives_the_same_history() -> None:
 
     assert run(7) == run(7)
     assert run(7) != run(8)
+
+
+def regression_splits(n: int = 240, seed: int = 0, scale: float = 50.0) -> Splits:
+    """y = a linear function of x plus noise, standardized as load_splits does (scale 50)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    y = x @ torch.randn(6, generator=g) + 0.3 * torch.randn(n, generator=g)
+    y = (y - y[: n // 2].mean()) / y[: n // 2].std(unbiased=False)
+    half, three = n // 2, 3 * n // 4
+    return Splits(
+        x[:half], y[:half], x[half:three], y[half:three], x[three:], y[three:],
+        n_classes=1, name="linear", task="regression", target_mean=100.0, target_scale=scale,
+    )  # fmt: skip
+
+
+def test_regression_fits_with_mse_and_reports_rmse_and_r2() -> None:
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    splits = regression_splits()
+    torch.manual_seed(0)
+    model = build_mlp(6, [32], 1)
+    result = fit(model, splits, TrainConfig(max_epochs=30, batch_size=16, lr=0.01),
+                 Regularization(), seed=0)  # fmt: skip
+    last = result.history[-1]
+    assert math.isnan(last.val_accuracy) and last.val_rmse is not None and last.val_r2 is not None
+    assert result.best_val_r2 is not None and result.best_val_r2 > 0.8  # it learned the line
+    # The scores are scikit-learn's, in the target's own units (scale 50, mean 100).
+    with torch.no_grad():
+        predicted = model.eval()(splits.val_x).squeeze(-1).double() * 50 + 100
+    truth = splits.val_y.double() * 50 + 100
+    rmse = mean_squared_error(truth, predicted) ** 0.5
+    scores = splits.scores("val", *evaluate(model, splits.val_x, splits.val_y))
+    assert scores["val_rmse"] == pytest.approx(rmse, rel=1e-4)
+    assert scores["val_r2"] == pytest.approx(r2_score(truth, predicted), rel=1e-4)
+    assert scores["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
+    attrs = result.user_attrs()
+    assert "val_accuracy" not in attrs and "best_val_accuracy" not in attrs
+    assert attrs["best_val_r2"] == result.best_val_r2 and len(attrs["val_rmse"]) == 30

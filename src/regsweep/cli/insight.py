@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from regsweep.cli.app import DebugOpt, OptionalSweepArg, StorageOpt, StudyOpt, command, err, out
+from regsweep.data.tasks import STAGE_METRICS, format_metric
 from regsweep.insight.ablation import (
     METRICS,
     Variant,
@@ -124,7 +125,8 @@ def ablation_table(result: dict[str, Any]) -> Table:
         box=box.SIMPLE_HEAD,
     )
     table.add_column("variant")
-    metrics = [m for m in METRICS if result["has_test"] or not m.startswith("test")]
+    stored = result.get("metrics", METRICS)  # the study's task's metrics (data/tasks.py)
+    metrics = [m for m in stored if result["has_test"] or not m.startswith("test")]
     for metric in metrics:
         table.add_column(metric.replace("_", " "), justify="right")
     for row in result["rows"]:
@@ -150,14 +152,22 @@ def export(
     """Retrain the best config, test it once, write model.pt, config.yaml, metrics.json."""
     study_obj, _ = open_existing(locate(sweep, storage, study))
     metrics = _export_best(study_obj, output, full=full, seed=seed)
+    test = metrics["test"]
+    scores = ", ".join(
+        f"test {name} {format_metric(name, test[name])}"
+        for name in STAGE_METRICS[metrics["task"]][1:]
+    )
     out.print(
         f"exported trial {metrics['trial']} of {study_obj.study_name} to {output}: "
-        f"test accuracy {metrics['test']['accuracy']:.2%}, test loss "
-        f"{metrics['test']['loss']:.4f} (trained on {metrics['trained_on']}, "
+        f"{scores}, test loss {test['loss']:.4f} (trained on {metrics['trained_on']}, "
         f"seed {metrics['seed']})",
         highlight=False,
     )
-    out.print(f"load it with: regsweep.load_model({str(output)!r})", highlight=False)
+    out.print(
+        f"load it with: regsweep.load_predictor({str(output)!r}) (raw inputs), "
+        f"or regsweep.load_model({str(output)!r}) (the network)",
+        highlight=False,
+    )
 
 
 def _export_best(*args: Any, **kwargs: Any) -> Any:

@@ -19,6 +19,7 @@ from regsweep.cli.app import (
     out,
 )
 from regsweep.config.schema import REGULARIZERS
+from regsweep.data.tasks import best_scores, format_metric
 from regsweep.errors import StudyError
 from regsweep.sweep.locate import locate, open_existing
 from regsweep.sweep.progress import trials_table
@@ -80,8 +81,10 @@ def best(
         show_header=False,
     )
     table.add_row("val_loss", f"{trial.value:.5f}")
+    for name, value in best_scores(attrs).items():
+        if value is not None:
+            table.add_row(f"best_{name}", format_metric(name, value))
     for key, fmt in (
-        ("best_val_accuracy", "{:.2%}"),
         ("best_epoch", "{}"),
         ("epochs_run", "{}"),
         ("stopped_early", "{}"),

@@ -27,6 +27,7 @@ from regsweep.cli.app import (
 )
 from regsweep.config.loading import STORAGE_ENV, load_sweep
 from regsweep.config.schema import SweepConfig
+from regsweep.data.tasks import scores_text
 from regsweep.storage.urls import redact
 from regsweep.sweep.lifecycle import RunOutcome
 from regsweep.sweep.progress import format_params
@@ -110,11 +111,10 @@ def print_summary(study: optuna.Study, outcome: RunOutcome, config: SweepConfig)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     if completed:
         best = study.best_trial
-        acc = best.user_attrs.get("best_val_accuracy")
+        scores = scores_text(best.user_attrs)
         table.add_row(
             "best",
-            f"trial {best.number}: val_loss {best.value:.4f}"
-            + (f", val_acc {acc:.2%}" if isinstance(acc, float) else ""),
+            f"trial {best.number}: val_loss {best.value:.4f}" + (f", {scores}" * bool(scores)),
         )
         table.add_row("params", format_params(best.params))
     out.print(table)

@@ -86,8 +86,18 @@ class StudyConfig(_Section):
         return self
 
 
+# Which keys belong to which data sets; any other data set refuses them (a typo-proof
+# contract: a `target` given to mnist is a mistake, not something to ignore).
+_IDX_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+_FILE_KEYS = ("path", "test_path", "test_fraction")
+_TABLE_KEYS = ("target", "features", "drop", "categorical", "sep", "skiprows")
+_VISION_KEYS = ("name", "split")
+
+
 class DataConfig(_Section):
-    dataset: Literal["mnist", "fashion_mnist", "idx", "digits"] = "mnist"
+    dataset: Literal[
+        "mnist", "fashion_mnist", "idx", "digits", "table", "arrays", "torchvision"
+    ] = "mnist"
     root: str = "data"
     download: bool = True
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
@@ -96,10 +106,46 @@ class DataConfig(_Section):
     test_images: str | None = None
     test_labels: str | None = None
     limit: int | None = Field(default=None, ge=10)
+    # dataset: table (CSV, TSV, Parquet) and arrays (.npz with keys x and y).
+    path: str | None = Field(default=None, min_length=1)
+    test_path: str | None = Field(default=None, min_length=1)
+    # Without a test file: hold out this share of `path` as the test split, with a fixed
+    # seed (not the study's), so every study of the file is tested on the same rows.
+    test_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
+    target: str | None = Field(default=None, min_length=1)
+    features: list[str] | None = Field(default=None, min_length=1)
+    drop: list[str] | None = None
+    categorical: list[str] | None = None  # None: the columns whose dtype is not numeric
+    sep: str | None = Field(default=None, min_length=1)  # None: from the file's extension
+    skiprows: int = Field(default=0, ge=0)
+    # None: inferred from the target (integer, text or boolean with few classes: classification).
+    task: Literal["classification", "regression"] | None = None
+    # dataset: torchvision, e.g. name: KMNIST, or name: EMNIST with split: balanced.
+    name: str | None = Field(default=None, min_length=1)
+    split: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
-    def _idx_files_belong_to_idx(self) -> DataConfig:
-        idx_keys = ("train_images", "train_labels", "test_images", "test_labels")
+    def _keys_belong_to_their_dataset(self) -> DataConfig:
+        owners = {
+            "idx": _IDX_KEYS,
+            "table": _FILE_KEYS + _TABLE_KEYS,
+            "arrays": _FILE_KEYS,
+            "torchvision": _VISION_KEYS,
+        }
+        own = owners.get(self.dataset, ())
+        defaults = {"skiprows": 0}
+        stray = [
+            key
+            for keys in owners.values()
+            for key in keys
+            if key not in own and getattr(self, key) != defaults.get(key)
+        ]
+        if stray:
+            takers = {key: name for name, keys in owners.items() for key in keys if key in stray}
+            raise ValueError(
+                "; ".join(f"{k} applies to dataset '{takers[k]}' only" for k in stray)
+                + f", not to '{self.dataset}'"
+            )
         if self.dataset == "idx":
             if self.train_images is None or self.train_labels is None:
                 raise ValueError(
@@ -107,12 +153,26 @@ class DataConfig(_Section):
                 )
             if (self.test_images is None) != (self.test_labels is None):
                 raise ValueError("give both test_images and test_labels, or neither")
-        else:
-            given = [key for key in idx_keys if getattr(self, key) is not None]
-            if given:
-                raise ValueError(
-                    f"{', '.join(given)} only apply to dataset 'idx', not '{self.dataset}'"
-                )
+        if self.dataset in ("table", "arrays") and self.path is None:
+            kind = "a CSV, TSV or Parquet file" if self.dataset == "table" else "an .npz file"
+            raise ValueError(f"dataset '{self.dataset}' needs path ({kind})")
+        if self.test_path is not None and self.test_fraction is not None:
+            raise ValueError("give test_path (a test file) or test_fraction, not both")
+        if self.dataset == "table":
+            if self.target is None:
+                raise ValueError("dataset 'table' needs target: the name of the label column")
+            if self.features is not None and self.drop:
+                raise ValueError("give features (columns to use) or drop (columns to leave out)")
+        if self.dataset == "torchvision" and self.name is None:
+            raise ValueError(
+                "dataset 'torchvision' needs name: a torchvision classification data set "
+                "such as KMNIST, EMNIST (with split), CIFAR10"
+            )
+        if self.task == "regression" and self.dataset not in ("table", "arrays"):
+            raise ValueError(
+                f"task 'regression' needs dataset table or arrays; '{self.dataset}' has "
+                "class labels (allowed here: classification)"
+            )
         return self
 
 

@@ -11,14 +11,18 @@ import functools
 import hashlib
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from regsweep.config.schema import DataConfig
 from regsweep.data.idx import read_idx
+from regsweep.data.preprocess import image_preprocessor
+from regsweep.data.tasks import regression_scores
 from regsweep.errors import DataError
 
 # File names torchvision's MNIST-style classes look for under ROOT/<Class>/raw.
@@ -38,7 +42,14 @@ DOWNLOAD_TIMEOUT_S = 15.0
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / optional test tensors, standardized with train statistics."""
+    """Train / validation / optional test tensors, prepared with train statistics.
+
+    For classification the targets are class indices (int64) into ``classes``; for
+    regression they are float32, standardized with the training mean and standard
+    deviation (``target_mean``, ``target_scale``), and ``n_classes`` is 1: the network's
+    output width. ``preprocessor`` is the fitted scikit-learn transform from raw inputs
+    to the network's inputs, which ``export`` saves.
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -48,6 +59,26 @@ class Splits:
     test_y: torch.Tensor | None
     n_classes: int
     name: str
+    task: str = "classification"
+    classes: tuple[Any, ...] | None = None
+    target_mean: float = 0.0
+    target_scale: float = 1.0
+    preprocessor: Any = field(default=None, compare=False, repr=False)
+
+    def scores(self, stage: str, loss: float, accuracy: float) -> dict[str, float]:
+        """Every metric of this task for split ``stage`` (val or test), by full name."""
+        if self.task != "regression":
+            return {f"{stage}_loss": loss, f"{stage}_accuracy": accuracy}
+        rmse, r2 = regression_scores(loss, self._target_var[stage], self.target_scale)
+        return {f"{stage}_loss": loss, f"{stage}_rmse": rmse, f"{stage}_r2": r2}
+
+    @cached_property
+    def _target_var(self) -> dict[str, float]:
+        # R²'s denominator: the spread of the targets being scored, around their own mean.
+        out = {"val": float(self.val_y.float().var(unbiased=False))}
+        if self.test_y is not None:
+            out["test"] = float(self.test_y.float().var(unbiased=False))
+        return out
 
     @property
     def n_features(self) -> int:
@@ -93,6 +124,10 @@ def load_splits(config: DataConfig, seed: int, device: torch.device | str = "cpu
 @functools.lru_cache(maxsize=4)
 def _load_splits_cached(config_json: str, seed: int, device: str) -> Splits:
     config = DataConfig.model_validate_json(config_json)
+    if config.dataset in ("table", "arrays", "torchvision"):
+        from regsweep.data.prepare import prepare_splits  # pandas and scikit-learn: on use
+
+        return prepare_splits(config, seed, device)
     images, labels, test_images, test_labels = _read_arrays(config)
     if config.limit is not None:
         images, labels = images[: config.limit], labels[: config.limit]
@@ -106,11 +141,11 @@ def _load_splits_cached(config_json: str, seed: int, device: str) -> Splits:
     order = np.random.default_rng(seed).permutation(len(images))
     val_idx, train_idx = order[:n_val], order[n_val:]
 
-    train_x = _flatten(images[train_idx])
-    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
+    # Flatten, scale, and standardize with one mean and std over the training pixels.
+    preprocessor = image_preprocessor().fit(images[train_idx])
 
     def prepare(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((_flatten(x) - mean) / std).to(device)
+        return torch.from_numpy(preprocessor.transform(x)).to(device)
 
     def targets(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(y.astype(np.int64)).to(device)
@@ -125,13 +160,9 @@ def _load_splits_cached(config_json: str, seed: int, device: str) -> Splits:
         test_y=targets(test_labels) if test_labels is not None else None,
         n_classes=n_classes,
         name=config.dataset,
+        classes=tuple(range(n_classes)),
+        preprocessor=preprocessor,
     )
-
-
-def _flatten(images: np.ndarray) -> np.ndarray:
-    flat = images.reshape(len(images), -1).astype(np.float32)
-    # Pixels arrive as integers (0-255 for MNIST); scaling first keeps float32 exact enough.
-    return flat / 255.0 if images.dtype == np.uint8 else flat
 
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -198,11 +229,11 @@ def _read_torchvision(config: DataConfig) -> Arrays:
             found = _find_raw_files(raw)
             if None in found:
                 try:
-                    with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                    with socket_timeout(DOWNLOAD_TIMEOUT_S):
                         # One construction downloads all four files (training and test).
                         getattr(datasets, class_name)(str(root), train=True, download=True)
                 except Exception as exc:  # torchvision raises RuntimeError, URLError...
-                    reason = f"download failed ({_short(exc)})"
+                    reason = f"download failed ({short_reason(exc)})"
                 found = _find_raw_files(raw)
     if None in found:
         raise DataError(
@@ -231,7 +262,7 @@ def _find_raw_files(raw: Path) -> list[Path | None]:
 
 
 @contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
+def socket_timeout(seconds: float) -> Iterator[None]:
     """Bound every socket operation: urllib (under torchvision) waits forever by default."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
@@ -241,7 +272,7 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     # torchvision's message is "Error downloading X:\nTried MIRROR, got:\nREASON" per mirror;
     # the last reason (e.g. "Name or service not known") is what a user can act on.
     text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]

@@ -30,9 +30,30 @@ EVAL_BATCH = 8192
 class EpochMetrics:
     epoch: int  # 1-based: the pruner's resource is the number of epochs trained
     train_loss: float  # mean mini-batch cross-entropy while training (as Keras reports `loss`)
-    val_loss: float
-    val_accuracy: float
+    val_loss: float  # cross-entropy, or MSE on the standardized target for regression
+    val_accuracy: float  # NaN for regression, which has val_rmse and val_r2 instead
     seconds: float
+    val_rmse: float | None = None  # regression only, in the target's units
+    val_r2: float | None = None
+
+
+def epoch_metrics(
+    splits: Splits, epoch: int, train_loss: float, val_loss: float, val_acc: float, seconds: float
+) -> EpochMetrics:
+    """One epoch's metrics, with the regression scores where the task has them."""
+    if splits.task != "regression":
+        return EpochMetrics(epoch, train_loss, val_loss, val_acc, seconds)
+    scores = splits.scores("val", val_loss, val_acc)
+    return EpochMetrics(
+        epoch, train_loss, val_loss, math.nan, seconds, scores["val_rmse"], scores["val_r2"]
+    )
+
+
+def batch_loss(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy for class indices; MSE for float targets (one output per sample)."""
+    if target.is_floating_point():
+        return F.mse_loss(output.squeeze(-1), target, reduction=reduction)
+    return F.cross_entropy(output, target, reduction=reduction)
 
 
 EpochCallback = Callable[[EpochMetrics], bool]
@@ -44,6 +65,8 @@ class FitResult:
     best_epoch: int = 0
     best_val_loss: float = math.inf
     best_val_accuracy: float = 0.0
+    best_val_rmse: float | None = None  # regression only
+    best_val_r2: float | None = None
     stopped_early: bool = False
     pruned: bool = False
     weight_sparsity: float = 0.0
@@ -58,17 +81,35 @@ class FitResult:
 
     def user_attrs(self) -> dict[str, Any]:
         """What a trial stores about itself, for `trials`, `report` and the dashboard."""
+        scores: dict[str, Any]
+        if self.history and self.history[0].val_rmse is not None:
+            scores = {
+                "val_rmse": [m.val_rmse for m in self.history],
+                "val_r2": [m.val_r2 for m in self.history],
+                "best_val_rmse": self.best_val_rmse,
+                "best_val_r2": self.best_val_r2,
+            }
+        else:
+            scores = {
+                "val_accuracy": [m.val_accuracy for m in self.history],
+                "best_val_accuracy": self.best_val_accuracy,
+            }
         return {
             "train_loss": [m.train_loss for m in self.history],
             "val_loss": [m.val_loss for m in self.history],
-            "val_accuracy": [m.val_accuracy for m in self.history],
             "best_epoch": self.best_epoch,
-            "best_val_accuracy": self.best_val_accuracy,
+            **scores,
             "epochs_run": self.epochs_run,
             "stopped_early": self.stopped_early,
             "epoch_seconds": self.epoch_seconds,
             "weight_sparsity": self.weight_sparsity,
         }
+
+    def record_best(self, metrics: EpochMetrics) -> None:
+        """Make ``metrics``' epoch the best one (early stopping restores its weights)."""
+        self.best_epoch, self.best_val_loss = metrics.epoch, metrics.val_loss
+        self.best_val_accuracy = metrics.val_accuracy
+        self.best_val_rmse, self.best_val_r2 = metrics.val_rmse, metrics.val_r2
 
 
 class EarlyStopping:
@@ -98,19 +139,25 @@ class EarlyStopping:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over ``x``, in large batches, in eval mode."""
+    """Mean loss and accuracy over ``x``, in large batches, in eval mode.
+
+    For regression (float targets) the loss is the MSE on the standardized target and the
+    accuracy NaN: ``Splits.scores`` turns the MSE into RMSE and R².
+    """
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
+    regression = y.is_floating_point()
     for start in range(0, len(x), EVAL_BATCH):
         logits = model(x[start : start + EVAL_BATCH])
         target = y[start : start + EVAL_BATCH]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(dim=1) == target).sum()
+        loss_sum += batch_loss(logits, target, reduction="sum")
+        if not regression:
+            correct += (logits.argmax(dim=1) == target).sum()
     model.train(was_training)
     n = max(1, len(x))
-    return float(loss_sum) / n, float(correct) / n
+    return float(loss_sum) / n, math.nan if regression else float(correct) / n
 
 
 def train_epoch(
@@ -137,7 +184,7 @@ def train_epoch(
         index = order[start : start + batch_size]
         if len(index) < 2:
             continue  # BatchNorm cannot normalize a batch of one; one sample changes nothing
-        loss = F.cross_entropy(model(x[index]), y[index])
+        loss = batch_loss(model(x[index]), y[index])
         objective = loss + l1 * l1_penalty(weights) if l1 > 0 else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -190,8 +237,8 @@ def fit(
             generator=generator,
         )
         val_loss, val_accuracy = evaluate(model, splits.val_x, splits.val_y)
-        metrics = EpochMetrics(
-            epoch, train_loss, val_loss, val_accuracy, time.perf_counter() - started
+        metrics = epoch_metrics(
+            splits, epoch, train_loss, val_loss, val_accuracy, time.perf_counter() - started
         )
         result.history.append(metrics)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
@@ -202,8 +249,7 @@ def fit(
             )
         if stopper.step(epoch, val_loss):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            result.best_epoch, result.best_val_loss = epoch, val_loss
-            result.best_val_accuracy = val_accuracy
+            result.record_best(metrics)
         if on_epoch is not None and on_epoch(metrics):
             result.pruned = True
             break

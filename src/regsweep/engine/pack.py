@@ -18,7 +18,7 @@ import torch
 from regsweep.config.regularization import Regularization
 from regsweep.config.schema import SweepConfig
 from regsweep.data.splits import Splits
-from regsweep.engine.fit import EVAL_BATCH, EarlyStopping, EpochMetrics, FitResult
+from regsweep.engine.fit import EVAL_BATCH, EarlyStopping, EpochMetrics, FitResult, epoch_metrics
 from regsweep.engine.model import SPARSITY_THRESHOLD
 from regsweep.engine.packed_model import OptimizerSpec, PackedMLP
 from regsweep.engine.recipe import build_model
@@ -105,13 +105,12 @@ class Pack:
         for position, member in enumerate(self.members):
             train_loss, val_loss, val_acc = (row[position] for row in rows)
             epoch = member.result.epochs_run + 1
-            metrics = EpochMetrics(epoch, train_loss, val_loss, val_acc, seconds)
+            metrics = epoch_metrics(self.splits, epoch, train_loss, val_loss, val_acc, seconds)
             member.result.history.append(metrics)
             diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
             if not diverged and member.stopper.step(epoch, val_loss):
                 member.best_state = self.model.member_state(position)
-                member.result.best_epoch, member.result.best_val_loss = epoch, val_loss
-                member.result.best_val_accuracy = val_acc
+                member.result.record_best(metrics)
             stop = member.stopper.should_stop
             done = stop or epoch >= self.config.train.max_epochs
             member.result.stopped_early = stop and epoch < self.config.train.max_epochs

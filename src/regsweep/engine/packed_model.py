@@ -249,10 +249,7 @@ class PackedMLP:
                 continue  # as in the solo engine: BatchNorm cannot normalize a batch of one
             params = {n: p.detach().requires_grad_() for n, p in self.params.items()}
             logits = self.forward(x[index], params, train=True)
-            target = y[index].repeat(self.size)
-            per_sample = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target, reduction="none"
-            )
+            per_sample = _per_sample_loss(logits, y[index].repeat(self.size))
             losses = per_sample.view(self.size, -1).mean(1)
             objective = losses.sum()  # members are independent: each gets its own gradient
             if self.any_l1:
@@ -328,16 +325,32 @@ class PackedMLP:
     def evaluate(
         self, x: torch.Tensor, y: torch.Tensor, batch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's mean cross-entropy and accuracy over ``x``, in eval mode."""
+        """Each member's mean loss and accuracy over ``x``, in eval mode.
+
+        As in the solo engine: for float targets (regression) the loss is the MSE and the
+        accuracy NaN.
+        """
         loss_sum = torch.zeros(self.size, device=x.device)
         correct = torch.zeros(self.size, device=x.device)
         for start in range(0, len(x), batch):
             logits = self.forward(x[start : start + batch], self.params, train=False)
             target = y[start : start + batch]
-            per_sample = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.repeat(self.size), reduction="none"
-            )
+            per_sample = _per_sample_loss(logits, target.repeat(self.size))
             loss_sum += per_sample.view(self.size, -1).sum(1)
-            correct += (logits.argmax(dim=2) == target).sum(1)
+            if not y.is_floating_point():
+                correct += (logits.argmax(dim=2) == target).sum(1)
         n = max(1, len(x))
+        if y.is_floating_point():
+            return loss_sum / n, torch.full_like(correct, float("nan"))
         return loss_sum / n, correct / n
+
+
+def _per_sample_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``K x B x out`` outputs against the targets repeated per member, one loss each.
+
+    Cross-entropy for class indices; squared error for float targets (one output), as the
+    solo engine's ``batch_loss``.
+    """
+    if target.is_floating_point():
+        return F.mse_loss(logits.reshape(-1), target, reduction="none")
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target, reduction="none")

@@ -24,18 +24,15 @@ import optuna
 
 from regsweep.config.regularization import Regularization
 from regsweep.config.schema import REGULARIZERS, SweepConfig
+from regsweep.data.tasks import LOWER_IS_BETTER, is_percent, metric_names
 from regsweep.insight.studyview import effective, off_values, require_best, require_config
 
 ABLATION_ATTR = "regsweep_ablation"
 # The same table as plain lines: optuna-dashboard shows study user attributes verbatim.
 ABLATION_TABLE_ATTR = "regsweep_ablation_table"
-METRICS: tuple[str, ...] = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")
-LOWER_IS_BETTER = {
-    "val_loss": True,
-    "val_accuracy": False,
-    "test_loss": True,
-    "test_accuracy": False,
-}
+# The metric names and directions of each task live in regsweep.data.tasks; a stored
+# ablation lists its own (result["metrics"]); these are the classification ones.
+METRICS: tuple[str, ...] = metric_names("classification")
 LABELS = {
     "dropout": "dropout",
     "weight_decay": "weight decay",
@@ -110,10 +107,8 @@ def retrain(config_json: str, params: dict[str, Any], seed: int) -> dict[str, An
         val_loss, val_accuracy = result.history[-1].val_loss, result.history[-1].val_accuracy
     run: dict[str, Any] = {
         "seed": seed,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-        "test_loss": None,
-        "test_accuracy": None,
+        **{name: None for name in metric_names(splits.task, ("test",))},
+        **splits.scores("val", val_loss, val_accuracy),
         "weights": "best epoch" if early_stopping else "last epoch",
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -121,7 +116,7 @@ def retrain(config_json: str, params: dict[str, Any], seed: int) -> dict[str, An
         "val_loss_curve": [m.val_loss for m in result.history],
     }
     if splits.test_x is not None and splits.test_y is not None:
-        run["test_loss"], run["test_accuracy"] = evaluate(model, splits.test_x, splits.test_y)
+        run.update(splits.scores("test", *evaluate(model, splits.test_x, splits.test_y)))
     return run
 
 
@@ -171,6 +166,7 @@ def run_ablation(
             if unique[effective(v.params, max_epochs)].key != v.key
         },
         max_epochs=max_epochs,
+        metrics=metric_names(splits.task),
     )
     result.update(
         trial=best.number,
@@ -235,6 +231,7 @@ def summarize(
     runs_of: dict[tuple[Any, ...], list[dict[str, Any]]],
     same_as: dict[str, str],
     max_epochs: int,
+    metrics: tuple[str, ...] = METRICS,
 ) -> dict[str, Any]:
     """Mean and standard deviation per variant and metric, differences from the best row.
 
@@ -247,12 +244,12 @@ def summarize(
     curves: dict[str, Any] = {}
     for variant in rows:
         runs = runs_of[effective(variant.params, max_epochs)]
-        stats = {metric: _mean_std([run[metric] for run in runs]) for metric in METRICS}
+        stats = {metric: _mean_std([run[metric] for run in runs]) for metric in metrics}
         if variant.key == "best":
             best_stats = {m: ms for m, ms in stats.items() if ms is not None}
         delta: dict[str, float | None] = {}
         marked: dict[str, bool] = {}
-        for metric in METRICS:
+        for metric in metrics:
             mine, theirs = stats[metric], best_stats.get(metric)
             if mine is None or theirs is None:
                 delta[metric], marked[metric] = None, False
@@ -286,7 +283,7 @@ def summarize(
                 "train_loss": runs[0]["train_loss_curve"],
                 "val_loss": runs[0]["val_loss_curve"],
             }
-    return {"metrics": list(METRICS), "rows": out_rows, "curves": curves}
+    return {"metrics": list(metrics), "rows": out_rows, "curves": curves}
 
 
 def _mean_std(values: list[float | None]) -> tuple[float, float] | None:
@@ -307,7 +304,7 @@ def format_cell(row: dict[str, Any], metric: str, digits: int = 4) -> str:
     mean, std = row["mean"][metric], row["std"][metric]
     if mean is None:
         return "n/a"
-    if metric.endswith("accuracy"):
+    if is_percent(metric):
         return f"{mean:.{digits - 2}%} ± {std:.{digits - 2}%}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
@@ -317,7 +314,7 @@ def format_delta(row: dict[str, Any], metric: str, digits: int = 4) -> str:
     delta = row["delta"][metric]
     if delta is None or row["key"] == "best":
         return ""
-    text = f"{delta:+.{digits - 2}%}" if metric.endswith("accuracy") else f"{delta:+.{digits}f}"
+    text = f"{delta:+.{digits - 2}%}" if is_percent(metric) else f"{delta:+.{digits}f}"
     return text + (" *" if row["marked"][metric] else "")
 
 
@@ -338,7 +335,7 @@ def table_lines(result: dict[str, Any]) -> list[str]:
     ]
     for row in result["rows"]:
         parts = [f"{row['label']}:"]
-        for metric in METRICS:
+        for metric in result.get("metrics", METRICS):
             if row["mean"][metric] is not None:
                 parts.append(f"{metric} {format_cell(row, metric)} {format_delta(row, metric)}")
         if row["same_as"]:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import joblib
 import optuna
 import torch
 import yaml
@@ -33,6 +34,9 @@ from regsweep.sweep.study import stored_config
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+# The fitted scikit-learn transform from raw inputs to the network's (joblib, i.e. pickle:
+# load exports you trust only, as with any pickle).
+PREPROCESSOR_FILE = "preprocessor.joblib"
 
 
 def exported_config(config: SweepConfig, params: dict[str, Any]) -> SweepConfig:
@@ -59,8 +63,9 @@ def export_best(
     if splits.test_x is None or splits.test_y is None:
         raise DataError(
             f"data: the {config.data.dataset} data of study {study.study_name!r} has no test "
-            "split, and export evaluates once on held-out test data; give data.test_images "
-            "and data.test_labels (dataset idx), or use mnist, fashion_mnist or digits"
+            "split, and export evaluates once on held-out test data; give data.test_path or "
+            "data.test_fraction (dataset table, arrays), data.test_images and data.test_labels "
+            "(dataset idx), or use mnist, fashion_mnist, digits or torchvision"
         )
     prepare_dir(out_dir, "-o")
     params = {name: getattr(Regularization.from_params(best.params), name) for name in REGULARIZERS}
@@ -85,8 +90,8 @@ def export_best(
         train_cfg, fit_splits, reg, seed, order=order, restore_best=not full
     )
     model.eval()
-    val_loss, val_accuracy = evaluate(model, splits.val_x, splits.val_y)
-    test_loss, test_accuracy = evaluate(model, splits.test_x, splits.test_y)
+    val = _stage(splits.scores("val", *evaluate(model, splits.val_x, splits.val_y)))
+    test = _stage(splits.scores("test", *evaluate(model, splits.test_x, splits.test_y)))
 
     metrics: dict[str, Any] = {
         "study": study.study_name,
@@ -99,26 +104,37 @@ def export_best(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "weights_from_epoch": result.epochs_run if full else result.best_epoch,
+        "task": splits.task,
         "validation": {
-            "loss": val_loss,
-            "accuracy": val_accuracy,
+            **val,
             "n": len(splits.val_y),
             **({"note": "seen in training (--full): not an unbiased estimate"} if full else {}),
         },
-        "test": {"loss": test_loss, "accuracy": test_accuracy, "n": len(splits.test_y)},
+        "test": {**test, "n": len(splits.test_y)},
         "data": {
             "dataset": config.data.dataset,
             "fingerprint": splits.fingerprint(),
             "split_seed": config.study.seed,
             "n_train": len(splits.train_y),
         },
-        "model": {"n_inputs": splits.n_features, "n_classes": splits.n_classes},
-        "inputs": "as prepared by regsweep.data.splits.load_splits(config.data, config.study.seed)",
+        "model": {
+            "n_inputs": splits.n_features,
+            "n_classes": splits.n_classes,
+            "task": splits.task,
+            "classes": list(splits.classes) if splits.classes is not None else None,
+            "target_mean": splits.target_mean,
+            "target_scale": splits.target_scale,
+        },
+        "inputs": (
+            f"raw inputs through {PREPROCESSOR_FILE} (regsweep.load_predictor), or as prepared "
+            "by regsweep.data.splits.load_splits(config.data, config.study.seed)"
+        ),
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     write_atomic(out_dir / MODEL_FILE, lambda path: torch.save(state, path))
+    write_atomic(out_dir / PREPROCESSOR_FILE, lambda path: joblib.dump(splits.preprocessor, path))
     header = (
         f"# Exported by regsweep from study {study.study_name!r}, trial {best.number}.\n"
         "# The best params are fixed values: `regsweep validate` accepts this file, and\n"
@@ -131,6 +147,11 @@ def export_best(
         lambda path: path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8"),
     )
     return metrics
+
+
+def _stage(scores: dict[str, float]) -> dict[str, float]:
+    """``{"val_loss": ...}`` as ``{"loss": ...}``: metrics.json nests by split."""
+    return {name.split("_", 1)[1]: value for name, value in scores.items()}
 
 
 def _with_validation_in_train(splits: Splits) -> Splits:
@@ -156,7 +177,8 @@ def load_model(directory: str | os.PathLike[str], device: str = "cpu") -> torch.
     """The exported model, weights loaded, in eval mode, on ``device``.
 
     It expects inputs prepared as in training:
-    ``regsweep.data.splits.load_splits(config.data, config.study.seed)``.
+    ``regsweep.data.splits.load_splits(config.data, config.study.seed)``; for raw inputs
+    use :func:`regsweep.load_predictor`.
     """
     folder = Path(directory)
     for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE):

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
 from regsweep.config.schema import REGULARIZERS, SweepConfig
+from regsweep.data.tasks import scores_text
 from regsweep.insight import figures
 from regsweep.insight.ablation import METRICS, format_cell, format_delta, stored_ablation, verdict
 from regsweep.insight.outputs import write_atomic
@@ -110,7 +111,7 @@ def summary_section(
     starts = [t.datetime_start for t in finished if t.datetime_start is not None]
     ends = [t.datetime_complete for t in finished if t.datetime_complete is not None]
     wall = (max(ends) - min(starts)) if starts and ends else timedelta()
-    acc = best.user_attrs.get("best_val_accuracy")
+    scores = scores_text(best.user_attrs)
     fixed = fixed_params(study)
     rows: list[tuple[str, ...]] = [
         ("study", html.escape(study.study_name)),
@@ -138,7 +139,7 @@ def summary_section(
         (
             "best value",
             f"<b>{best.value:.5f}</b> validation loss, trial #{best.number}"
-            + (f", {acc:.2%} validation accuracy" if isinstance(acc, float) else "")
+            + (f", {scores}" if scores else "")
             + (
                 f", best epoch {best.user_attrs['best_epoch']}"
                 if "best_epoch" in best.user_attrs
@@ -385,11 +386,12 @@ def ablation_section(ablation: dict[str, Any] | None, best: FrozenTrial, name: s
         )
     if not ablation.get("has_test"):
         section.note("The data set has no test split: test columns are n/a.")
-    headers = ["variant", "changed", *(m.replace("_", " ") for m in METRICS)]
+    metrics = ablation.get("metrics", METRICS)  # a regression study's are its own
+    headers = ["variant", "changed", *(m.replace("_", " ") for m in metrics)]
     rows = []
     for row in ablation["rows"]:
         cells = [html.escape(row["label"]), html.escape(_changed(row, ablation))]
-        for metric in METRICS:
+        for metric in metrics:
             word = verdict(row, metric)
             delta = html.escape(format_delta(row, metric))
             shown = f'<span class="{word}">{delta}</span>' if word else delta

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from regsweep.config.schema import REGULARIZERS
+from regsweep.data.tasks import best_scores, format_metric, task_of_attrs
 from regsweep.sweep.budget import retried_number
 
 if TYPE_CHECKING:
@@ -100,10 +101,14 @@ class SweepProgress:
         self._refresh()
 
     def epoch_done(self, trial_number: int, metrics: EpochMetrics) -> None:
+        score = (
+            f"val_rmse {metrics.val_rmse:.4g}  val_r2 {metrics.val_r2:.3f}"
+            if metrics.val_rmse is not None and metrics.val_r2 is not None
+            else f"val_acc {metrics.val_accuracy:.2%}"
+        )
         self.current = (
             f"trial {trial_number}: epoch {metrics.epoch}/{self.max_epochs}  "
-            f"val_loss {metrics.val_loss:.4f}  val_acc {metrics.val_accuracy:.2%}  "
-            f"({metrics.seconds:.1f} s/epoch)"
+            f"val_loss {metrics.val_loss:.4f}  {score}  ({metrics.seconds:.1f} s/epoch)"
         )
         now = time.monotonic()
         if now - self._last_refresh > 0.2:
@@ -190,16 +195,20 @@ def trial_notes(trials: list[FrozenTrial]) -> dict[int, str]:
 
 def trials_table(trials: list[FrozenTrial], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("#", "state", "val loss", "val acc", "epochs", *REGULARIZERS, "note"):
+    # A study has one task; its trials' stored scores say which (regression: RMSE and R²).
+    regression = any(task_of_attrs(t.user_attrs) == "regression" for t in trials)
+    scores = ("val_rmse", "val_r2") if regression else ("val_accuracy",)
+    labels = [{"val_accuracy": "val acc"}.get(s, s.replace("_", " ")) for s in scores]
+    for column in ("#", "state", "val loss", *labels, "epochs", *REGULARIZERS, "note"):
         table.add_column(column, justify="left" if column in ("state", "note") else "right")
     notes = trial_notes(trials)
     for t in trials:
-        acc = t.user_attrs.get("best_val_accuracy")
+        best = best_scores(t.user_attrs)
         row = [
             str(t.number),
             t.state.name.lower(),
             f"{t.value:.4f}" if t.value is not None else "-",
-            f"{acc:.2%}" if isinstance(acc, float) else "-",
+            *(format_metric(s, best.get(s)) for s in scores),
             str(t.user_attrs.get("epochs_run", "-")),
         ]
         for name in REGULARIZERS:
