@@ -16,6 +16,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 # Key of the PostgreSQL advisory lock held while Optuna creates its tables.
 _INIT_LOCK_KEY = zlib.crc32(b"regsweep:create-tables")
@@ -84,13 +85,38 @@ def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterato
             return
         if url.get_backend_name() == "postgresql":
             key = zlib.crc32(f"regsweep:{study_name}".encode())
-            with storage.engine.connect() as connection:
-                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-                try:
-                    yield
-                finally:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                    connection.commit()
+            with _advisory_lock(storage.engine, key):
+                yield
             return
     with _LOCAL_LOCKS.setdefault(study_name, threading.Lock()):
         yield
+
+
+@contextlib.contextmanager
+def _advisory_lock(engine: sqlalchemy.Engine, key: int) -> Iterator[None]:
+    """A session advisory lock that survives its connection being killed around it.
+
+    If the server ends the session (``pg_terminate_backend``, a restart) the lock ends
+    with it: taking it is tried once more on a fresh connection, and a failed unlock of a
+    dead session is nothing to undo.
+    """
+    for attempt in (1, 2):
+        connection = engine.connect()
+        try:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            break
+        except DBAPIError as exc:
+            connection.close()
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    try:
+        yield
+    finally:
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        finally:
+            connection.close()

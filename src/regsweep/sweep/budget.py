@@ -15,7 +15,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 # A trial's user attributes: the trial it retries (queued by regsweep after an interrupt),
-# and that it was failed by an interrupt (Ctrl-C, SIGTERM), which never uses up the budget.
+# and that it was failed because its worker stopped (Ctrl-C, SIGTERM, a lost database),
+# not because of anything it found: such a trial never uses up the budget.
 RETRY_ATTR = "retry_of"
 INTERRUPTED_ATTR = "interrupted"
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from regsweep.signals import (
     Terminated,
@@ -325,6 +326,13 @@ class Lifecycle:
                 for trial in list(self.running.values()):
                     if self.finished_elsewhere(trial):
                         self.drop(trial)
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            # The database went away in the middle of a step, and the worker stops (it
+            # says so in one line). Its trials are no finding: they go back to the queue
+            # if the database still answers, else the heartbeat check recovers them.
+            with signals_deferred(), contextlib.suppress(Exception):
+                self.fail_and_requeue(f"its worker lost the database ({type(exc).__name__})")
+            raise
         except Exception as exc:
             with signals_deferred():
                 for trial in list(self.running.values()):
