@@ -48,7 +48,7 @@ HEARTBEAT_S = 1
 GRACE_S = 6
 
 N_TRIALS = 32
-EPOCHS = 10
+EPOCHS = 8
 FIRST_FLEET = (1, 4, 1, 4)  # packs of the workers started first: two solo, two packed
 FAULTS = ("SIGKILL",) * 3 + ("SIGTERM",) * 3 + ("CONNECTIONS",) * 2
 # Faults fire once this share of the budget is finished, at the latest: the rest leaves
@@ -379,7 +379,7 @@ def write_chaos_sweep(data: IdxData, folder: Path, watch: StudyWatch, **study: o
             "storage": watch.url,
             "n_trials": N_TRIALS,
             # Pruning at half the epochs: pruned members leave a pack early and free a slot.
-            "pruner": {"name": "median", "options": {"n_startup_trials": 5, "n_warmup_steps": 5}},
+            "pruner": {"name": "median", "options": {"n_startup_trials": 5, "n_warmup_steps": 4}},
             "heartbeat_interval": HEARTBEAT_S,
             "grace_period": GRACE_S,
             # A trial may be hit more than once; the default cap (3) would leave a failure
@@ -496,7 +496,7 @@ def test_chaos_fleet_ends_with_exactly_its_budget(postgres_url: str, tmp_path: P
     print(f"chaos seed {SEED} (REGSWEEP_CHAOS_SEED), schedule:")
     for fault in faults:
         print(f"  {fault.kind:<11} after {fault.after:>2} finished trials + {fault.delay} s")
-    data = make_idx_dataset(tmp_path / "data", n_train=1200, n_test=100)
+    data = make_idx_dataset(tmp_path / "data", n_train=800, n_test=100)
     watch = StudyWatch(postgres_url, unique_name("chaos"))
     admin = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.NullPool)
     sweep = write_chaos_sweep(data, tmp_path, watch)
