@@ -239,6 +239,8 @@ def describe(
             text += f", asked at {trial.datetime_start.timestamp() - started:.1f} s"
         age = ages.get(trial.number)
         text += ", never sent a heartbeat" if age is None else f", last heartbeat {age:.0f} s ago"
+    elif trial.datetime_complete is not None:
+        text += f", ended at {trial.datetime_complete.timestamp() - started:.1f} s"
     if "fail_reason" in trial.user_attrs:
         text += f", fail_reason {trial.user_attrs['fail_reason']!r}"
     return text
