@@ -16,6 +16,7 @@ faster or slower machine still sees every fault while trials run.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -566,10 +567,16 @@ def test_chaos_fleet_ends_with_exactly_its_budget(postgres_url: str, tmp_path: P
         watch.delete()
 
 
-# Members a packed worker admits one by one, each asked under the study's lock; the victim
-# is killed once a (seeded) few members show, so most of them are still to come.
+# Members a packed worker admits one by one, each asked under the study's lock. Each victim
+# is killed once a (seeded) few of its members show, so more are still to come; a kill
+# lands at a random point of a member's admission, so two victims try it twice.
 ADMIT_PACK = 24
+VICTIMS = 2
 ADMIT_GRACE_S = 4
+
+
+def running_at_least(fleet: Fleet, worker: Worker, count: int) -> bool:
+    return len(fleet.busy(fleet.watch.trials()).get(worker.index, [])) >= count
 
 
 @pytest.mark.timeout(RUN_DEADLINE_S)
@@ -577,8 +584,9 @@ def test_a_packed_worker_killed_while_admitting_strands_nothing(
     postgres_url: str, tmp_path: Path
 ) -> None:
     started, wall_started = time.monotonic(), time.time()
-    kill_at = random.Random(SEED).randint(1, ADMIT_PACK // 2)  # members seen running
-    print(f"seed {SEED}: SIGKILL once {kill_at} members of the victim are running")
+    rng = random.Random(SEED)
+    kill_points = [rng.randint(1, ADMIT_PACK // (VICTIMS + 1)) for _ in range(VICTIMS)]
+    print(f"seed {SEED}: SIGKILL each victim once this many of its members run: {kill_points}")
     data = make_idx_dataset(tmp_path / "data", n_train=600, n_test=100)
     watch = StudyWatch(postgres_url, unique_name("admit"))
     sweep = write_chaos_sweep(
@@ -588,21 +596,22 @@ def test_a_packed_worker_killed_while_admitting_strands_nothing(
     problems: list[str] = []
     try:
         with reaped(fleet.procs):
-            victim = fleet.start(ADMIT_PACK, "victim")
-            wait_until(
-                lambda: len(fleet.busy(watch.trials()).get(victim.index, [])) >= kill_at,
-                f"{kill_at} members of the victim",
-                procs=[victim.proc],
-            )
-            victim.signalled = "SIGKILL"
-            victim.proc.popen.send_signal(signal.SIGKILL)
-            victim.exit_code = victim.proc.wait(timeout=60)
-            asked = watch.trials()
-            beating = heartbeat_ages(postgres_url, watch.name)
-            fleet.log(
-                f"SIGKILL {victim.label()}: it had asked {len(asked)} of {ADMIT_PACK} members, "
-                f"{sum(age is not None for age in beating.values())} with a heartbeat"
-            )
+            for kill_at in kill_points:
+                victim = fleet.start(ADMIT_PACK, f"victim, killed at {kill_at} members")
+                wait_until(
+                    functools.partial(running_at_least, fleet, victim, kill_at),
+                    f"{kill_at} members of {victim.label()}",
+                    procs=[victim.proc],
+                )
+                victim.signalled = "SIGKILL"
+                victim.proc.popen.send_signal(signal.SIGKILL)
+                victim.exit_code = victim.proc.wait(timeout=60)
+                running = [t for t in watch.trials() if t.state == TrialState.RUNNING]
+                ages = heartbeat_ages(postgres_url, watch.name)
+                fleet.log(
+                    f"SIGKILL {victim.label()}: {len(running)} trials RUNNING, "
+                    f"{sum(ages.get(t.number) is None for t in running)} without a heartbeat"
+                )
             survivor = fleet.start(8, "survivor")
             wait_until(
                 lambda: "regsweep worker" in survivor.proc.output(),
