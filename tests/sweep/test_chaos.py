@@ -620,7 +620,7 @@ def test_a_packed_worker_killed_while_admitting_strands_nothing(
             )
             # A few grace periods for the victim's members to go stale and be retried, and
             # time to train the whole budget (three packs of eight, a few seconds each).
-            recovery_s = 5 * ADMIT_GRACE_S + 60
+            recovery_s = 5 * ADMIT_GRACE_S + 40
             joined = time.monotonic()
             try:
                 survivor.exit_code = survivor.proc.wait(timeout=recovery_s)
