@@ -24,7 +24,7 @@ from regsweep.data.splits import Splits, load_splits, resolve_device
 from regsweep.engine.fit import Regularization, evaluate
 from regsweep.engine.model import build_mlp
 from regsweep.engine.recipe import BatchOrder, train_config, trial_seed
-from regsweep.errors import ConfigError, DataError
+from regsweep.errors import ConfigError
 from regsweep.insight.outputs import prepare_dir, write_atomic
 from regsweep.insight.studyview import require_best, require_config
 from regsweep.sweep.objective import BATCH_ORDER_ATTR
@@ -56,12 +56,6 @@ def export_best(
     config = require_config(study)
     best = require_best(study)
     splits = load_splits(config.data, config.study.seed, resolve_device(config.train.device))
-    if splits.test_x is None or splits.test_y is None:
-        raise DataError(
-            f"data: the {config.data.dataset} data of study {study.study_name!r} has no test "
-            "split, and export evaluates once on held-out test data; give data.test_images "
-            "and data.test_labels (dataset idx), or use mnist, fashion_mnist or digits"
-        )
     prepare_dir(out_dir, "-o")
     params = {name: getattr(Regularization.from_params(best.params), name) for name in REGULARIZERS}
     model_config = exported_config(config, params)
@@ -82,7 +76,11 @@ def export_best(
     model, result = train_config(train_cfg, fit_splits, reg, seed, order=order)
     model.eval()
     val_loss, val_accuracy = evaluate(model, splits.val_x, splits.val_y)
-    test_loss, test_accuracy = evaluate(model, splits.test_x, splits.test_y)
+    # Without a test split the model is still worth having: validation metrics only.
+    test: dict[str, Any] | None = None
+    if splits.test_x is not None and splits.test_y is not None:
+        test_loss, test_accuracy = evaluate(model, splits.test_x, splits.test_y)
+        test = {"loss": test_loss, "accuracy": test_accuracy, "n": len(splits.test_y)}
 
     metrics: dict[str, Any] = {
         "study": study.study_name,
@@ -100,7 +98,7 @@ def export_best(
             "n": len(splits.val_y),
             **({"note": "seen in training (--full): not an unbiased estimate"} if full else {}),
         },
-        "test": {"loss": test_loss, "accuracy": test_accuracy, "n": len(splits.test_y)},
+        "test": test,
         "data": {
             "dataset": config.data.dataset,
             "fingerprint": splits.fingerprint(),
