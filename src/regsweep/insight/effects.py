@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -81,7 +82,11 @@ def paired_effect(
     if statistics.stdev(diffs) == 0.0:
         # scipy returns NaN here; with no spread at all the interval is the value itself.
         return Effect(n, mean, mean, mean, 1.0 if mean == 0.0 else 0.0)
-    result = stats.ttest_rel([c for c, _ in pairs], [b for _, b in pairs])
+    with warnings.catch_warnings():
+        # Near-identical differences make scipy warn about precision; the interval is
+        # then just very narrow, which is the right answer.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_rel([c for c, _ in pairs], [b for _, b in pairs])
     interval = result.confidence_interval(confidence_level=confidence)
     return Effect(n, mean, float(interval.low), float(interval.high), float(result.pvalue))
 

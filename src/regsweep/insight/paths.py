@@ -59,7 +59,7 @@ def point_label(name: str, value: Any, max_epochs: int) -> str:
         return "on" if value else "off"
     if name == "patience":
         return "off" if int(value) >= max_epochs else str(int(value))
-    return "off" if float(value) == 0 else f"{float(value):g}"
+    return "off" if float(value) == 0 else f"{float(value):.3g}"
 
 
 def run_paths(
