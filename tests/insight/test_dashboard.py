@@ -131,3 +131,55 @@ def test_dashboard_on_a_busy_port_is_one_line(swept: tuple[Path, str], tmp_path:
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"error: --port: cannot listen on 127.0.0.1:{port}")
     assert "pick another --port" in lines[0]
+
+
+@pytest.mark.browser
+def test_dashboard_shows_the_verdict_note_and_the_artifacts_in_chromium(
+    swept: tuple[Path, str], tmp_path: Path
+) -> None:
+    sweep, name = swept
+    env = {"OMP_NUM_THREADS": "1"}
+    ablate = run_cli("ablate", sweep, "--seeds", "2", "--workers", "1", env=env)
+    assert ablate.code == 0, ablate.stderr
+    report = run_cli("report", sweep, "-o", tmp_path / "report.html")
+    assert report.code == 0, report.stderr
+    assert "uploaded as study artifacts" in report.stderr
+    export = run_cli("export", sweep, "-o", tmp_path / "model", env=env)
+    assert export.code == 0, export.stderr
+    again = run_cli("report", sweep, "-o", tmp_path / "report.html")  # replaces, not adds
+    assert again.code == 0, again.stderr
+    store = sweep.parent / "study-artifacts"
+    assert len([p for p in store.iterdir() if p.is_file()]) == 4
+
+    port = free_port()
+    with reaped(
+        [start(regsweep("dashboard", sweep, "--port", port), tmp_path / "dashboard.log")]
+    ) as (server,):
+        studies = wait_until(lambda: studies_listed(port), "the dashboard", procs=[server])
+        (study,) = [s for s in studies if s["study_name"] == name]
+        study_id = study["study_id"]
+        assert f"artifacts from {store}" in server.output()
+        with headless_chromium() as driver:
+            driver.get(f"http://127.0.0.1:{port}/dashboard/studies/{study_id}/note")
+
+            def shown() -> bool:
+                text = driver.find_element("tag name", "body").text
+                return all(
+                    needle in text
+                    for needle in ("regsweep verdict", "95% CI", "report.html", "model.pt",
+                                   "metrics.json", "config.yaml")
+                )  # fmt: skip
+
+            wait_until(shown, "the verdict note and the four artifacts on the study page")
+            full_page_screenshot(driver, tmp_path / "study.png")
+            text = driver.find_element("tag name", "body").text
+            severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert text.count("report.html") == 1, "the re-upload replaced the first"
+        assert not severe, severe
+        # The artifact downloads: the report's bytes come back.
+        listed = json.loads(http_get(f"http://127.0.0.1:{port}/api/studies/{study_id}") or b"{}")
+        artifacts = {a["filename"]: a["artifact_id"] for a in listed.get("artifacts", [])}
+        body = http_get(f"http://127.0.0.1:{port}/artifacts/{study_id}/{artifacts['report.html']}")
+        assert body is not None and body.startswith(b"<!DOCTYPE html>")
+        server.popen.send_signal(signal.SIGINT)
+        assert server.wait() == 0

@@ -168,7 +168,8 @@ def test_ablation_rows_seeds_and_the_no_regularization_finding(ablated) -> None:
     assert "no regularization" in stdout
     from optuna_dashboard._note import get_note_from_system_attrs
 
-    note = get_note_from_system_attrs(study.system_attrs, None)["body"]
+    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    note = get_note_from_system_attrs(system_attrs, None)["body"]
     assert note.startswith("## regsweep verdict: insight") and "95% CI" in note
     # The dose-response paths: every varied regularizer, "off" on each path.
     paths = stored_paths(study)

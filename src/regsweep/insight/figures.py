@@ -50,9 +50,14 @@ def val_curve(trial: FrozenTrial) -> list[float]:
 
 
 def learning_curves(trials: list[FrozenTrial], best_number: int | None) -> go.Figure:
-    """Validation loss per epoch of every trial; pruned ones dotted and marked where cut."""
+    """Validation loss per epoch of every trial; pruned ones dotted and marked where cut.
+
+    One trace per state, the trials separated by gaps: thousands of trials stay one
+    Plotly trace each (a trace per trial made the report of a large study slow to
+    build and to open).
+    """
     fig = go.Figure()
-    legend_shown: set[TrialState] = set()
+    lines: dict[TrialState, tuple[list[int | None], list[float | None], list[str]]] = {}
     pruned_x: list[int] = []
     pruned_y: list[float] = []
     pruned_text: list[str] = []
@@ -61,10 +66,7 @@ def learning_curves(trials: list[FrozenTrial], best_number: int | None) -> go.Fi
         curve = val_curve(trial)
         if not curve or trial.state not in STATE_STYLE:
             continue
-        colour, dash = STATE_STYLE[trial.state]
         epochs = list(range(1, len(curve) + 1))
-        hover = f"trial {trial.number} ({trial.state.name.lower()})<br>epoch %{{x}}"
-        hover += "<br>val loss %{y:.4f}<extra></extra>"
         if trial.number == best_number:
             best_trace = go.Scatter(
                 x=epochs,
@@ -72,27 +74,34 @@ def learning_curves(trials: list[FrozenTrial], best_number: int | None) -> go.Fi
                 mode="lines+markers",
                 name=f"best trial #{trial.number}",
                 line={"color": "#2ca02c", "width": 4},
-                hovertemplate=hover,
+                hovertemplate=f"best trial {trial.number}<br>epoch %{{x}}"
+                "<br>val loss %{y:.4f}<extra></extra>",
             )
             continue
-        fig.add_trace(
-            go.Scatter(
-                x=epochs,
-                y=curve,
-                mode="lines",
-                name=trial.state.name.lower(),
-                legendgroup=trial.state.name,
-                showlegend=trial.state not in legend_shown,
-                line={"color": colour, "dash": dash, "width": 1.5},
-                opacity=0.75,
-                hovertemplate=hover,
-            )
-        )
-        legend_shown.add(trial.state)
+        xs, ys, texts = lines.setdefault(trial.state, ([], [], []))
+        name = f"trial {trial.number} ({trial.state.name.lower()})"
+        xs.extend([*epochs, None])
+        ys.extend([*curve, None])
+        texts.extend([name] * len(curve) + [""])
         if trial.state == TrialState.PRUNED:
             pruned_x.append(epochs[-1])
             pruned_y.append(curve[-1])
             pruned_text.append(f"trial {trial.number} pruned after epoch {epochs[-1]}")
+    for state, (xs, ys, texts) in lines.items():
+        colour, dash = STATE_STYLE[state]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=state.name.lower(),
+                line={"color": colour, "dash": dash, "width": 1.5},
+                opacity=0.75,
+                text=texts,
+                connectgaps=False,
+                hovertemplate="%{text}<br>epoch %{x}<br>val loss %{y:.4f}<extra></extra>",
+            )
+        )
     if pruned_x:
         fig.add_trace(
             go.Scatter(
