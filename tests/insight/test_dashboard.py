@@ -159,18 +159,21 @@ def test_dashboard_shows_the_verdict_note_and_the_artifacts_in_chromium(
         (study,) = [s for s in studies if s["study_name"] == name]
         study_id = study["study_id"]
         assert f"artifacts from {store}" in server.output()
+        base = f"http://127.0.0.1:{port}/dashboard/studies/{study_id}"
         with headless_chromium() as driver:
-            driver.get(f"http://127.0.0.1:{port}/dashboard/studies/{study_id}/note")
 
-            def shown() -> bool:
+            def showing(*needles: str) -> bool:
                 text = driver.find_element("tag name", "body").text
-                return all(
-                    needle in text
-                    for needle in ("regsweep verdict", "95% CI", "report.html", "model.pt",
-                                   "metrics.json", "config.yaml")
-                )  # fmt: skip
+                return all(needle in text for needle in needles)
 
-            wait_until(shown, "the verdict note and the four artifacts on the study page")
+            # The study's note page: the verdict, as ablate wrote it.
+            driver.get(f"{base}/note")
+            wait_until(lambda: showing("regsweep verdict", "95% CI", "why:"), "the verdict note")
+            full_page_screenshot(driver, tmp_path / "note.png")
+            # The study page: its artifacts, the report and the model files.
+            driver.get(base)
+            files = ("report.html", "model.pt", "metrics.json", "config.yaml")
+            wait_until(lambda: showing("Study Artifacts", *files), "the four study artifacts")
             full_page_screenshot(driver, tmp_path / "study.png")
             text = driver.find_element("tag name", "body").text
             severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -348,7 +348,8 @@ def test_export_without_a_test_split_writes_validation_metrics(
     study = open_study(config, build_storage(config.study.storage, heartbeat=None))
     trial = study.ask()
     for name in REGULARIZERS:
-        trial.suggest_categorical(name, [0.0 if name != "batch_norm" else False])
+        off = {"batch_norm": False, "patience": 4}
+        trial.suggest_categorical(name, [off.get(name, 0.0)])
     study.tell(trial, 1.0)
     result = run_cli("export", "--storage", config.study.storage, "-o", tmp_path / "out")
     assert result.code == 0, result.stderr
