@@ -35,7 +35,7 @@ unit: setup
 
 test: lint typecheck unit
 
-BENCHMARKS := epoch_speed packed orchestration pruning workers memory quality
+BENCHMARKS := epoch_speed packed orchestration pruning workers memory quality ablation report_scale
 
 bench: setup  ## every benchmark writes its section of BENCHMARKS.md (about 25 minutes)
 	for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py || exit 1; done
