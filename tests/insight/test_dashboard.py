@@ -176,3 +176,58 @@ def test_dashboard_refuses_a_bad_published_address_in_one_line(
         f"error: {PUBLISHED}='8080': expected HOST:PORT where the dashboard is published, "
         "e.g. 127.0.0.1:8080"
     ]
+
+
+@pytest.mark.browser
+def test_dashboard_shows_the_verdict_note_and_the_artifacts_in_chromium(
+    swept: tuple[Path, str], tmp_path: Path
+) -> None:
+    sweep, name = swept
+    env = {"OMP_NUM_THREADS": "1"}
+    ablate = run_cli("ablate", sweep, "--seeds", "2", "--workers", "1", env=env)
+    assert ablate.code == 0, ablate.stderr
+    report = run_cli("report", sweep, "-o", tmp_path / "report.html")
+    assert report.code == 0, report.stderr
+    assert "uploaded as study artifacts" in report.stderr
+    export = run_cli("export", sweep, "-o", tmp_path / "model", env=env)
+    assert export.code == 0, export.stderr
+    again = run_cli("report", sweep, "-o", tmp_path / "report.html")  # replaces, not adds
+    assert again.code == 0, again.stderr
+    store = sweep.parent / "study-artifacts"
+    assert len([p for p in store.iterdir() if p.is_file()]) == 4
+
+    port = free_port()
+    with reaped(
+        [start(regsweep("dashboard", sweep, "--port", port), tmp_path / "dashboard.log")]
+    ) as (server,):
+        studies = wait_until(lambda: studies_listed(port), "the dashboard", procs=[server])
+        (study,) = [s for s in studies if s["study_name"] == name]
+        study_id = study["study_id"]
+        assert f"artifacts from {store}" in server.output()
+        base = f"http://127.0.0.1:{port}/dashboard/studies/{study_id}"
+        with headless_chromium() as driver:
+
+            def showing(*needles: str) -> bool:
+                text = driver.find_element("tag name", "body").text
+                return all(needle in text for needle in needles)
+
+            # The study's note page: the verdict, as ablate wrote it.
+            driver.get(f"{base}/note")
+            wait_until(lambda: showing("regsweep verdict", "95% CI", "why:"), "the verdict note")
+            full_page_screenshot(driver, tmp_path / "note.png")
+            # The study page: its artifacts, the report and the model files.
+            driver.get(base)
+            files = ("report.html", "model.pt", "metrics.json", "config.yaml")
+            wait_until(lambda: showing("Study Artifacts", *files), "the four study artifacts")
+            full_page_screenshot(driver, tmp_path / "study.png")
+            text = driver.find_element("tag name", "body").text
+            severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert text.count("report.html") == 1, "the re-upload replaced the first"
+        assert not severe, severe
+        # The artifact downloads: the report's bytes come back.
+        listed = json.loads(http_get(f"http://127.0.0.1:{port}/api/studies/{study_id}") or b"{}")
+        artifacts = {a["filename"]: a["artifact_id"] for a in listed.get("artifacts", [])}
+        body = http_get(f"http://127.0.0.1:{port}/artifacts/{study_id}/{artifacts['report.html']}")
+        assert body is not None and body.startswith(b"<!DOCTYPE html>")
+        server.popen.send_signal(signal.SIGINT)
+        assert server.wait() == 0

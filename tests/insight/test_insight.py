@@ -24,8 +24,10 @@ from regsweep.config.schema import REGULARIZERS
 from regsweep.data.idx import read_idx, write_idx
 from regsweep.data.splits import load_splits
 from regsweep.engine.fit import evaluate
-from regsweep.insight.ablation import ABLATION_TABLE_ATTR, METRICS, stored_ablation
+from regsweep.insight.ablation import ABLATION_TABLE_ATTR, METRICS, effects_of, stored_ablation
+from regsweep.insight.dashboard import artifact_folder
 from regsweep.insight.export import export_best
+from regsweep.insight.paths import stored_paths
 from regsweep.storage.rdb import build_storage
 from regsweep.sweep.study import open_study
 from tests.browser import full_page_screenshot, headless_chromium
@@ -34,6 +36,10 @@ from tests.conftest import IdxData, idx_sweep, run_cli
 # One torch thread per process: on a shared 2-core machine more threads only contend.
 ENV = {"OMP_NUM_THREADS": "1"}
 SECTIONS = (
+    "verdict",
+    "effects",
+    "why",
+    "paths",
     "summary",
     "history",
     "importances",
@@ -44,7 +50,6 @@ SECTIONS = (
     "sparsity",
     "batch-norm",
     "patience",
-    "ablation",
 )
 
 
@@ -109,8 +114,11 @@ def sweep(mnist_t10k: IdxData, tmp_path_factory: pytest.TempPathFactory) -> Swee
 
 @pytest.fixture(scope="module")
 def ablated(sweep: Sweep) -> tuple[Sweep, str]:
+    """The documented sequence after the sweep: ablate, then paths (report in the tests)."""
     result = run_cli("ablate", sweep.path, "--seeds", "3", "--workers", "2", env=ENV)
     assert result.code == 0, result.stderr
+    paths = run_cli("paths", sweep.path, "--seeds", "2", "--workers", "2", env=ENV)
+    assert paths.code == 0, paths.stderr
     return sweep, result.stdout
 
 
@@ -124,12 +132,21 @@ def test_ablation_rows_seeds_and_the_no_regularization_finding(ablated) -> None:
     keys = [row["key"] for row in result["rows"]]
     assert keys == ["best", *(f"no_{n}" for n in REGULARIZERS), "none"]
     best_row, none_row = result["rows"][0], result["rows"][-1]
+    effects = effects_of(result)
     for row in result["rows"]:
         assert [run["seed"] for run in row["runs"]] == result["seeds"]
         for metric in METRICS:
-            assert np.isfinite(row["mean"][metric]) and row["std"][metric] >= 0
             values = [run[metric] for run in row["runs"]]
             assert row["mean"][metric] == pytest.approx(np.mean(values))
+            if row["key"] == "best":
+                continue
+            # The interval comes from the paired per-seed differences.
+            diffs = np.array(values) - [run[metric] for run in best_row["runs"]]
+            effect = effects[row["key"]][metric]
+            assert effect.mean == pytest.approx(diffs.mean())
+            if diffs.std() > 0:
+                half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
+                assert effect.low == pytest.approx(diffs.mean() - half, rel=1e-4, abs=1e-9)
         removed = row["key"].removeprefix("no_")
         if removed in REGULARIZERS:
             off = {"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "batch_norm": False}
@@ -140,11 +157,26 @@ def test_ablation_rows_seeds_and_the_no_regularization_finding(ablated) -> None:
     }  # fmt: skip
     # The finding: without any regularization the wide network overfits 2,250 images.
     assert none_row["mean"]["val_loss"] > best_row["mean"]["val_loss"]
-    assert none_row["marked"]["val_loss"], "larger than the seed-to-seed spread"
+    none_effect = effects["none"]["val_loss"]
+    assert none_effect.low is not None and none_effect.low > 0, "the CI excludes 0"
     assert none_row["mean"]["test_loss"] > best_row["mean"]["test_loss"]
-    # Stored for the dashboard too, and printed as a table.
+    # Stored for the dashboard too, printed verdict first, then as a table.
     assert len(study.user_attrs[ABLATION_TABLE_ATTR]) == 1 + len(keys)
-    assert "no regularization" in stdout and "*" in stdout
+    assert stdout.startswith("verdict")
+    assert "All regularization helps: without it validation loss is" in stdout
+    assert "95% CI" in stdout and "why:" in stdout
+    assert "no regularization" in stdout
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    note = get_note_from_system_attrs(system_attrs, None)["body"]
+    assert note.startswith("## regsweep verdict: insight") and "95% CI" in note
+    # The dose-response paths: every varied regularizer, "off" on each path.
+    paths = stored_paths(study)
+    assert paths is not None and set(paths["paths"]) == set(REGULARIZERS)
+    for points in paths["paths"].values():
+        assert points[0]["label"] == "off" or points[0]["label"] == "1"
+        assert sum(p["is_best"] for p in points) == 1
 
 
 def test_report_renders_every_section_in_chromium(ablated, tmp_path: Path) -> None:
@@ -155,14 +187,27 @@ def test_report_renders_every_section_in_chromium(ablated, tmp_path: Path) -> No
     assert result.code == 0, result.stderr
     text = report.read_text(encoding="utf-8")
     assert "<script src=" not in text, "the report must open offline"
-    assert text.count("Plotly.newPlot") >= 14
-    assert "FanovaImportanceEvaluator" in text
+    assert text.count("Plotly.newPlot") >= 19
+    assert "PedAnovaImportanceEvaluator" in text
     assert "has no trial without any regularization" in text
+    # Verdict first: before the study summary and every standard plot.
+    assert text.index('id="verdict"') < text.index('id="summary"') < text.index('id="history"')
+    assert artifact_folder(sweep.storage) is not None
 
     with headless_chromium() as driver:
         driver.get(report.as_uri())
         driver.implicitly_wait(10)
-        driver.find_element("css selector", "#fig-ablation .main-svg")
+        driver.find_element("css selector", "#fig-effects .main-svg")
+        box = driver.find_element("id", "verdict-box")
+        findings = box.find_elements("css selector", "li.finding")
+        box_text = box.text
+        effect = driver.execute_script(
+            "const d = document.getElementById('fig-effects'); const t = d.data[0];"
+            " return {n: t.x.length, whiskers: t.error_x.array.length,"
+            " zero: d.layout.shapes.some(s => s.x0 === 0 && s.x1 === 0),"
+            " bars: d.querySelectorAll('.errorbar').length,"
+            " top: document.getElementById('verdict').getBoundingClientRect().top}"
+        )
         found = driver.execute_script(
             "return arguments[0].map(id => { const s = document.getElementById(id);"
             " return s ? s.innerText.trim().length : -1; })",
@@ -185,9 +230,14 @@ def test_report_renders_every_section_in_chromium(ablated, tmp_path: Path) -> No
     assert dict(zip(SECTIONS, found, strict=True)) == {
         s: n for s, n in zip(SECTIONS, found, strict=True) if n > 0
     }, f"missing or empty sections: {found}"
+    assert len(findings) == 6 and "why:" in box_text and "95% CI" in box_text
+    assert effect["n"] >= 5 and effect["whiskers"] == effect["n"] and effect["zero"]
+    assert effect["bars"] >= effect["n"] and effect["top"] < 200
     ids = {p["id"] for p in plots}
-    expected = {f"fig-{s}" for s in SECTIONS if s not in ("summary", "slices")}
+    expected = {f"fig-{s}" for s in SECTIONS if s not in ("summary", "slices", "verdict",
+                                                             "why", "paths")}  # fmt: skip
     expected |= {f"fig-slices-{n}" for n in REGULARIZERS}
+    expected |= {f"fig-paths-{n}" for n in REGULARIZERS}
     assert expected <= ids, expected - ids
     for plot in plots:
         assert plot["svg"] > 0 and plot["traces"] > 0 and plot["marks"] > 0, plot
@@ -289,15 +339,21 @@ def test_unwritable_outputs_are_one_line_and_write_nothing(sweep: Sweep, tmp_pat
     assert blocker.read_text() == "not a folder"
 
 
-def test_export_without_a_test_split_is_one_line(tiny_idx: IdxData, tmp_path: Path) -> None:
+def test_export_without_a_test_split_writes_validation_metrics(
+    tiny_idx: IdxData, tmp_path: Path
+) -> None:
     config = load_sweep_dict(
         idx_sweep(tiny_idx, tmp_path, with_test=False, study={"name": "notest"}), tmp_path
     )
     study = open_study(config, build_storage(config.study.storage, heartbeat=None))
     trial = study.ask()
     for name in REGULARIZERS:
-        trial.suggest_categorical(name, [0.0 if name != "batch_norm" else False])
+        off = {"batch_norm": False, "patience": 4}
+        trial.suggest_categorical(name, [off.get(name, 0.0)])
     study.tell(trial, 1.0)
     result = run_cli("export", "--storage", config.study.storage, "-o", tmp_path / "out")
-    assert_one_line_error(result, "no test split", "data.test_images")
-    assert not (tmp_path / "out").exists(), "nothing written"
+    assert result.code == 0, result.stderr
+    assert "no test split, so test metrics are absent" in result.stdout
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["test"] is None and metrics["validation"]["loss"] > 0
+    assert regsweep.load_model(tmp_path / "out")(torch.zeros(2, 64)).shape == (2, 10)

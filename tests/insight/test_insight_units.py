@@ -13,12 +13,24 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from regsweep.config.regularization import Regularization
 from regsweep.config.schema import REGULARIZERS, SweepConfig
+from regsweep.engine.recipe import build_model, paired_model
 from regsweep.errors import ConfigError
-from regsweep.insight.ablation import ABLATION_ATTR, retrain, run_ablation, summarize, variants
+from regsweep.insight.ablation import (
+    ABLATION_ATTR,
+    effects_of,
+    retrain,
+    run_ablation,
+    summarize,
+    variants,
+)
 from regsweep.insight.outputs import prepare_dir, prepare_file, write_atomic
+from regsweep.insight.paths import grid
 from regsweep.insight.report import build_report
+from regsweep.insight.retrain import run_retrains
 from regsweep.insight.studyview import effective, is_unregularized
+from regsweep.insight.verdict import findings, verdict_markdown
 from regsweep.sweep.study import CONFIG_ATTR, open_study, stored_config
 from tests.conftest import IdxData, idx_sweep
 
@@ -95,44 +107,133 @@ def test_variants_remove_each_regularizer_in_turn() -> None:
     assert not is_unregularized({**OFF, "patience": 3}, MAX_EPOCHS)
 
 
-def runs(values: list[float]) -> list[dict[str, Any]]:
+def runs(values: list[float], gap: float = 0.1) -> list[dict[str, Any]]:
     return [
         {"seed": i, "val_loss": v, "val_accuracy": 1 - v, "test_loss": v, "test_accuracy": 1 - v,
-         "train_loss_curve": [v], "val_loss_curve": [v]}
+         "gap": gap, "best_epoch": 4, "epochs_run": 6, "weight_sparsity": 0.01,
+         "train_loss_curve": [v + 1, v], "val_loss_curve": [v + 1, v]}
         for i, v in enumerate(values)
     ]  # fmt: skip
 
 
-def test_differences_are_marked_only_beyond_the_seed_spread() -> None:
-    tuned = variants(OFF | {"dropout": 0.3, "weight_decay": 1e-3}, MAX_EPOCHS)
-    rows = [*tuned[:3], tuned[-1]]
-    best, no_dropout, no_wd, none = (effective(r.params, MAX_EPOCHS) for r in rows)
+def scripted(per_key: dict[str, list[float]], best: dict[str, Any]) -> dict[str, Any]:
+    """An ablation result from scripted per-seed validation losses."""
+    rows = variants(best, MAX_EPOCHS)
+    keys = {effective(r.params, MAX_EPOCHS): r.key for r in rows}
+    unique: dict[Any, Any] = {}
+    for row in rows:
+        unique.setdefault(effective(row.params, MAX_EPOCHS), row.key)
     result = summarize(
         rows=rows,
         runs_of={
-            best: runs([0.20, 0.21, 0.22]),  # sd 0.01
-            no_dropout: runs([0.30, 0.31, 0.29]),  # clearly worse
-            no_wd: runs([0.215, 0.225, 0.205]),  # within the spread
-            none: runs([0.18, 0.17, 0.19]),  # clearly better
+            e: runs(per_key[k], gap=0.3 if k == "none" else 0.1) for e, k in unique.items()
         },
-        same_as={},
+        same_as={r.key: unique[effective(r.params, MAX_EPOCHS)] for r in rows
+                 if unique[effective(r.params, MAX_EPOCHS)] != r.key},
         max_epochs=MAX_EPOCHS,
+    )  # fmt: skip
+    assert keys
+    n = len(per_key["best"])
+    result.update(trial=0, seeds=list(range(n)), max_epochs=MAX_EPOCHS, created="now")
+    return result
+
+
+BEST = {"dropout": 0.3, "weight_decay": 1e-3, "l1": 0.0, "batch_norm": False, "patience": 3}
+
+
+def test_verdict_classifies_and_orders_from_scripted_seeds() -> None:
+    result = scripted(
+        {
+            "best": [0.20, 0.21, 0.22],
+            "no_dropout": [0.30, 0.31, 0.29],  # helps: +0.09, CI [0.047, 0.133]
+            "no_weight_decay": [0.215, 0.205, 0.225],  # CI across 0
+            "no_patience": [0.18, 0.19, 0.20],  # hurts: -0.02 on every seed
+            "none": [0.40, 0.41, 0.42],
+        },
+        BEST,
     )
-    by_key = {row["key"]: row for row in result["rows"]}
-    assert by_key["best"]["mean"]["val_loss"] == pytest.approx(0.21)
-    assert by_key["best"]["std"]["val_loss"] == pytest.approx(0.01)
-    assert by_key["no_dropout"]["marked"]["val_loss"]
-    assert by_key["no_dropout"]["delta"]["val_loss"] == pytest.approx(0.09)
-    assert not by_key["no_weight_decay"]["marked"]["val_loss"]
-    assert by_key["none"]["marked"]["val_accuracy"]
-    assert not by_key["best"]["marked"]["val_loss"]
-    single = summarize(
-        rows=rows[:2],
-        runs_of={best: runs([0.2]), no_dropout: runs([0.9])},
-        same_as={},
-        max_epochs=MAX_EPOCHS,
-    )
-    assert not single["rows"][1]["marked"]["val_loss"], "one seed has no spread to compare"
+    effect = effects_of(result)["no_dropout"]["val_loss"]
+    assert effect.mean == pytest.approx(0.09)
+    assert effect.low == pytest.approx(0.0469735, rel=1e-5)  # 0.09 - 4.302653 * 0.01
+    found = findings(result)
+    assert [f.name for f in found] == ["all", "dropout", "patience", "weight_decay",
+                                       "l1", "batch_norm"]  # fmt: skip
+    by_name = {f.name: f for f in found}
+    assert by_name["dropout"].verdict == "helps"
+    assert "helps: without it validation loss is 0.0900 higher" in by_name["dropout"].sentence
+    assert "95% CI +0.0470 to +0.1330, 3 paired seeds" in by_name["dropout"].sentence
+    assert by_name["patience"].verdict == "hurts"
+    assert by_name["weight_decay"].verdict == "no measurable effect"
+    assert "wide, so an effect as large as" in by_name["weight_decay"].sentence
+    assert by_name["l1"].verdict is None and "off in the best config" in by_name["l1"].sentence
+    assert by_name["all"].verdict == "helps"
+    assert "0.1000 with all of it vs 0.3000 with none" in by_name["all"].evidence
+    markdown = verdict_markdown(result, "unit")
+    assert "**helps**: Dropout 0.3 helps" in markdown
+
+
+def test_verdict_with_one_seed_says_no_interval_exists() -> None:
+    result = scripted(
+        {"best": [0.2], "no_dropout": [0.9], "no_weight_decay": [0.2], "no_patience": [0.2],
+         "none": [0.9]},
+        BEST,
+    )  # fmt: skip
+    by_name = {f.name: f for f in findings(result)}
+    assert by_name["dropout"].verdict == "no interval"
+    assert "no confidence interval exists" in by_name["dropout"].sentence
+    assert "identical on all" not in by_name["weight_decay"].sentence
+
+
+def test_paired_init_gives_batch_norm_the_same_linear_weights(tiny_idx: IdxData, tmp_path) -> None:
+    config = SweepConfig.model_validate(idx_sweep(tiny_idx, tmp_path))
+    from regsweep.data.splits import load_splits
+
+    splits = load_splits(config.data, config.study.seed)
+    plain = paired_model(config, splits, Regularization(), seed=7)
+    after_plain = torch.rand(3)
+    normed = paired_model(config, splits, Regularization(batch_norm=True, dropout=0.5), seed=7)
+    after_normed = torch.rand(3)
+    linears = [[m for m in net if isinstance(m, torch.nn.Linear)] for net in (plain, normed)]
+    for a, b in zip(*linears, strict=True):
+        assert torch.equal(a.weight, b.weight)
+    # The dropout masks' generator stands at the same place for both.
+    assert torch.equal(after_plain, after_normed)
+    # Without pairing, batch norm's missing biases shift the second layer's draw.
+    torch.manual_seed(7)
+    unpaired = build_model(config, splits, Regularization(batch_norm=True))
+    second = [m for m in unpaired if isinstance(m, torch.nn.Linear)][1]
+    assert not torch.equal(second.weight, linears[0][1].weight)
+
+
+def test_packed_paired_retrains_equal_one_model_at_a_time(tiny_idx: IdxData, tmp_path) -> None:
+    torch.set_num_threads(1)
+    config = SweepConfig.model_validate(idx_sweep(tiny_idx, tmp_path, train={"max_epochs": 5}))
+    best = {"dropout": 0.2, "weight_decay": 1e-4, "l1": 1e-5, "batch_norm": True, "patience": 2}
+    jobs = [
+        ("best", best),
+        ("no_batch_norm", {**best, "batch_norm": False}),
+        ("none", {**OFF, "patience": 5}),
+    ]
+    packed = run_retrains(config, jobs, [11, 12], workers=1, engine="packed")
+    solo = run_retrains(config, jobs, [11, 12], workers=1, engine="solo")
+    for key, _ in jobs:
+        assert [r["seed"] for r in packed[key]] == [11, 12]
+        for p, s in zip(packed[key], solo[key], strict=True):
+            assert p["epochs_run"] == s["epochs_run"] and p["weights"] == s["weights"]
+            for metric in ("val_loss", "test_loss", "train_loss", "gap"):
+                assert p[metric] == pytest.approx(s[metric], rel=1e-4, abs=1e-6), (key, metric)
+            assert p["val_loss_curve"] == pytest.approx(s["val_loss_curve"], rel=1e-4)
+    assert packed["none"][0]["weights"] == "last epoch"
+
+
+def test_dose_response_grids_include_off_and_go_past_the_searched_range() -> None:
+    from regsweep.config.schema import ParamSpec
+
+    log = ParamSpec(low=1e-6, high=1e-3, log=True)
+    assert grid("weight_decay", log, 20) == [0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
+    assert grid("dropout", log, 20)[0] == 0.0 and grid("dropout", log, 20)[-1] == 0.6
+    assert grid("batch_norm", log, 20) == [False, True]
+    assert grid("patience", log, 20) == [1, 2, 4, 8, 16, 20]  # 20 = early stopping off
 
 
 def test_ablation_without_a_test_split_measures_validation_only(

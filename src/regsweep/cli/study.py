@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,12 +41,20 @@ def dashboard(
     port: Annotated[
         int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on.")
     ] = 8080,
+    artifacts: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts",
+            metavar="DIR",
+            help="Artifact store to serve (default: beside a SQLite database).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Serve optuna-dashboard on the study's storage (no login: keep it on 127.0.0.1)."""
     from regsweep.insight.dashboard import serve
 
-    serve(locate(sweep, storage, study), host=host, port=port, console=err)
+    serve(locate(sweep, storage, study), host=host, port=port, console=err, artifacts=artifacts)
 
 
 @command

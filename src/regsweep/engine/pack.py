@@ -70,10 +70,23 @@ class Pack:
     def keys(self) -> list[Hashable]:
         return [m.key for m in self.members]
 
-    def admit(self, key: Hashable, reg: Regularization, seed: int) -> None:
-        """Add a member initialized exactly as a solo trial with ``seed`` would be."""
-        torch.manual_seed(seed)
-        solo = build_model(self.config, self.splits, reg)
+    def admit(
+        self,
+        key: Hashable,
+        reg: Regularization,
+        seed: int,
+        model: torch.nn.Sequential | None = None,
+    ) -> None:
+        """Add a member initialized exactly as a solo trial with ``seed`` would be.
+
+        ``model``, when given, is the member's initial network instead, built by the caller
+        just now (``recipe.paired_model``): its dropout masks continue from the global
+        generator's state after that build, as a solo run with that network's would.
+        """
+        if model is None:
+            torch.manual_seed(seed)
+            model = build_model(self.config, self.splits, reg)
+        solo = model
         device = self.splits.device
         generator = torch.Generator(device=device)
         if device.type == "cpu":
@@ -116,6 +129,32 @@ class Pack:
             member.result.stopped_early = stop and epoch < self.config.train.max_epochs
             out.append(MemberEpoch(member.key, metrics, diverged, done))
         return out
+
+    def member_model(self, key: Hashable, state: dict[str, torch.Tensor]) -> torch.nn.Sequential:
+        """A solo network holding ``state`` (from ``member_state``) of member ``key``.
+
+        The inverse of ``admit``: what the member's weights are as an ``nn.Sequential``, to
+        evaluate on other data or export.
+        """
+        member = next(m for m in self.members if m.key == key)
+        model = build_model(self.config, self.splits, member.reg)
+        linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+        norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
+        with torch.no_grad():
+            for layer, linear in enumerate(linears):
+                linear.weight.copy_(state[f"w{layer}"].T)
+                shift = state[f"b{layer}"].reshape(-1)
+                if norms and layer < len(norms):
+                    norm = norms[layer]
+                    assert norm.running_mean is not None and norm.running_var is not None
+                    norm.bias.copy_(shift)
+                    norm.weight.copy_(state[f"g{layer}"].reshape(-1))
+                    norm.running_mean.copy_(state[f"rm{layer}"].reshape(-1))
+                    norm.running_var.copy_(state[f"rv{layer}"].reshape(-1))
+                else:
+                    assert linear.bias is not None
+                    linear.bias.copy_(shift)
+        return model.to(self.splits.device).eval()
 
     def release(
         self, keys: set[Hashable], *, pruned: set[Hashable] | None = None

@@ -6,6 +6,7 @@ network and its story out.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,40 @@ def build_model(config: SweepConfig, splits: Splits, reg: Regularization) -> tor
         batch_norm=reg.batch_norm,
         activation=config.model.activation,
     )
+
+
+def paired_model(
+    config: SweepConfig, splits: Splits, reg: Regularization, seed: int
+) -> torch.nn.Sequential:
+    """The network ``reg`` trains from, initialized alike for every ``reg`` of one seed.
+
+    Paired comparisons (ablation, dose-response paths) need every variant of a seed to
+    start from the same weights. Dropout, weight decay, L1 and patience leave the layers
+    as they are, but batch norm drops the Linear biases, which shifts the random draws of
+    every later layer. So the Linear weights (and biases, where kept) are always drawn as
+    for the network without batch norm and copied into the batch-norm network (whose
+    BatchNorm starts at gamma 1, beta 0). Afterwards the global generator, which draws the
+    dropout masks, stands where it stands after building the plain network, for every
+    variant.
+    """
+    torch.manual_seed(seed)
+    plain = build_model(config, splits, dataclasses.replace(reg, batch_norm=False))
+    if not reg.batch_norm:
+        return plain
+    after_plain = torch.get_rng_state()
+    model = build_model(config, splits, reg)
+    with torch.no_grad():
+        pairs = zip(_linears(model), _linears(plain), strict=True)
+        for mine, theirs in pairs:
+            mine.weight.copy_(theirs.weight)
+            if mine.bias is not None and theirs.bias is not None:
+                mine.bias.copy_(theirs.bias)
+    torch.set_rng_state(after_plain)
+    return model
+
+
+def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,18 @@
 
 regsweep ablate sweeps/mnist.yaml --seeds 3
 
-Every variant is trained with the same seeds (a paired comparison), in worker
-processes, through :func:`regsweep.sweep.objective.train_config`: the very code a trial runs.
-The result is stored with the study, so ``report`` and optuna-dashboard show it.
+For each seed, every variant starts from the same initial weights and sees the same
+mini-batch order as the best config (``insight.retrain``: by default one pack per seed,
+the packed engine sweeps use), so each regularizer's effect is a paired difference per
+seed; ``insight.effects`` turns those into a mean, a 95% confidence interval and a
+verdict, and ``insight.verdict`` into sentences. The result is stored with the study, so
+``report`` and optuna-dashboard show it.
 """
 
 from __future__ import annotations
 
-import math
-import multiprocessing
-import os
 import statistics
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -23,16 +22,17 @@ import numpy as np
 import optuna
 
 from regsweep.config.regularization import Regularization
-from regsweep.config.schema import REGULARIZERS, SweepConfig
-from regsweep.data.tasks import LOWER_IS_BETTER, is_percent, metric_names
+from regsweep.config.schema import REGULARIZERS
+from regsweep.insight.effects import Effect, paired_effect
+from regsweep.insight.metrics import LOWER_IS_BETTER, METRICS, format_value, metrics_in
+from regsweep.insight.retrain import Engine, retrain_solo, run_retrains
 from regsweep.insight.studyview import effective, off_values, require_best, require_config
+
+__all__ = ["LOWER_IS_BETTER", "METRICS"]  # the one list of metrics: insight.metrics
 
 ABLATION_ATTR = "regsweep_ablation"
 # The same table as plain lines: optuna-dashboard shows study user attributes verbatim.
 ABLATION_TABLE_ATTR = "regsweep_ablation_table"
-# The metric names and directions of each task live in regsweep.data.tasks; a stored
-# ablation lists its own (result["metrics"]); these are the classification ones.
-METRICS: tuple[str, ...] = metric_names("classification")
 LABELS = {
     "dropout": "dropout",
     "weight_decay": "weight decay",
@@ -53,7 +53,7 @@ class Variant:
 
 def variants(best_params: dict[str, Any], max_epochs: int) -> list[Variant]:
     """The best config, the best config without each regularizer in turn, and none at all."""
-    best = _complete(best_params)
+    best = complete(best_params)
     off = off_values(max_epochs)
     rows = [Variant("best", "best config", best)]
     rows += [
@@ -64,7 +64,8 @@ def variants(best_params: dict[str, Any], max_epochs: int) -> list[Variant]:
     return rows
 
 
-def _complete(params: dict[str, Any]) -> dict[str, Any]:
+def complete(params: dict[str, Any]) -> dict[str, Any]:
+    """All five regularizers' values, the defaults filled in."""
     reg = Regularization.from_params(params)
     return {name: getattr(reg, name) for name in REGULARIZERS}
 
@@ -76,48 +77,9 @@ def ablation_seeds(study_seed: int, n: int) -> list[int]:
     ]
 
 
-# Worker side ----------------------------------------------------------------------------
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    # Several processes each using every core would fight over them and all run slower.
-    torch.set_num_threads(threads)
-
-
 def retrain(config_json: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Train one variant with one seed; returns its metrics and learning curve."""
-    # Imported here: PyTorch loads in seconds, and the report only needs this module's tables.
-    from regsweep.data.splits import load_splits, resolve_device
-    from regsweep.engine.fit import evaluate
-    from regsweep.sweep.objective import train_config
-
-    config = SweepConfig.model_validate_json(config_json)
-    splits = load_splits(config.data, config.study.seed, resolve_device(config.train.device))
-    reg = Regularization.from_params(params)
-    # Early stopping is two things: stopping, and going back to the best epoch. Without
-    # it a model is what its last epoch left, so that is what is measured; otherwise the
-    # row without early stopping could never come out worse than the best row.
-    early_stopping = reg.patience < config.train.max_epochs
-    model, result = train_config(config, splits, reg, seed, restore_best=early_stopping)
-    if early_stopping:
-        val_loss, val_accuracy = result.best_val_loss, result.best_val_accuracy
-    else:
-        val_loss, val_accuracy = result.history[-1].val_loss, result.history[-1].val_accuracy
-    run: dict[str, Any] = {
-        "seed": seed,
-        **{name: None for name in metric_names(splits.task, ("test",))},
-        **splits.scores("val", val_loss, val_accuracy),
-        "weights": "best epoch" if early_stopping else "last epoch",
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "train_loss_curve": [m.train_loss for m in result.history],
-        "val_loss_curve": [m.val_loss for m in result.history],
-    }
-    if splits.test_x is not None and splits.test_y is not None:
-        run.update(splits.scores("test", *evaluate(model, splits.test_x, splits.test_y)))
-    return run
+    """Train one variant with one seed, one model at a time (see ``retrain.retrain_solo``)."""
+    return retrain_solo(config_json, params, seed)
 
 
 # Parent side ----------------------------------------------------------------------------
@@ -132,6 +94,7 @@ def run_ablation(
     workers: int | None = None,
     on_run: RunDone | None = None,
     on_start: Callable[[int], None] | None = None,
+    engine: Engine = "packed",
 ) -> dict[str, Any]:
     """Retrain every variant of the best trial with ``n_seeds`` seeds; store and return it.
 
@@ -152,11 +115,17 @@ def run_ablation(
     unique: dict[tuple[Any, ...], Variant] = {}
     for variant in rows:
         unique.setdefault(effective(variant.params, max_epochs), variant)
-    jobs = [(variant, seed) for variant in unique.values() for seed in seeds]
+    by_key = {v.key: v for v in unique.values()}
     if on_start is not None:
-        on_start(len(jobs))
-    runs = _run_jobs(config, jobs, workers, on_run)
-
+        on_start(len(unique) * len(seeds))
+    runs = run_retrains(
+        config,
+        [(v.key, v.params) for v in unique.values()],
+        seeds,
+        workers=workers,
+        engine=engine,
+        on_run=None if on_run is None else (lambda key, run: on_run(by_key[key], run)),
+    )
     result = summarize(
         rows=rows,
         runs_of={key: runs[v.key] for key, v in unique.items()},
@@ -166,63 +135,19 @@ def run_ablation(
             if unique[effective(v.params, max_epochs)].key != v.key
         },
         max_epochs=max_epochs,
-        metrics=metric_names(splits.task),
     )
     result.update(
         trial=best.number,
         best_value=best.value,
         seeds=seeds,
         has_test=has_test,
+        max_epochs=max_epochs,
+        engine=engine,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     study.set_user_attr(ABLATION_ATTR, result)
     study.set_user_attr(ABLATION_TABLE_ATTR, table_lines(result))
     return result
-
-
-def _run_jobs(
-    config: SweepConfig,
-    jobs: list[tuple[Variant, int]],
-    workers: int | None,
-    on_run: RunDone | None,
-) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = {variant.key: [] for variant, _ in jobs}
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    config_json = config.model_dump_json()
-
-    def record(variant: Variant, run: dict[str, Any]) -> None:
-        runs[variant.key].append(run)
-        if on_run is not None:
-            on_run(variant, run)
-
-    if n_workers == 1:
-        for variant, seed in jobs:
-            record(variant, retrain(config_json, variant.params, seed))
-    else:
-        import torch
-
-        threads = max(1, torch.get_num_threads() // n_workers)
-        # spawn, not fork: a forked copy of a process that already ran torch can deadlock.
-        with ProcessPoolExecutor(
-            max_workers=n_workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(threads,),
-        ) as pool:
-            futures: dict[Future[dict[str, Any]], Variant] = {
-                pool.submit(retrain, config_json, variant.params, seed): variant
-                for variant, seed in jobs
-            }
-            try:
-                for future in as_completed(futures):
-                    record(futures[future], future.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    position = {seed: i for i, seed in enumerate(dict.fromkeys(seed for _, seed in jobs))}
-    for key in runs:
-        runs[key].sort(key=lambda run: position[run["seed"]])  # the order seeds were given
-    return runs
 
 
 def summarize(
@@ -231,37 +156,14 @@ def summarize(
     runs_of: dict[tuple[Any, ...], list[dict[str, Any]]],
     same_as: dict[str, str],
     max_epochs: int,
-    metrics: tuple[str, ...] = METRICS,
 ) -> dict[str, Any]:
-    """Mean and standard deviation per variant and metric, differences from the best row.
-
-    A difference is marked when it is larger than the seed-to-seed spread: the two
-    rows' standard deviations added (their one-sd bars do not overlap). One seed has
-    no spread, so nothing is marked then.
-    """
+    """Each variant's runs (seed order) and means; effects are computed on read (effects_of)."""
     out_rows: list[dict[str, Any]] = []
-    best_stats: dict[str, tuple[float, float]] = {}
     curves: dict[str, Any] = {}
+    # The task's metrics (a diverged run has none): classification's if every run diverged.
+    measured = metrics_in(run for group in runs_of.values() for run in group) or METRICS
     for variant in rows:
         runs = runs_of[effective(variant.params, max_epochs)]
-        stats = {metric: _mean_std([run[metric] for run in runs]) for metric in metrics}
-        if variant.key == "best":
-            best_stats = {m: ms for m, ms in stats.items() if ms is not None}
-        delta: dict[str, float | None] = {}
-        marked: dict[str, bool] = {}
-        for metric in metrics:
-            mine, theirs = stats[metric], best_stats.get(metric)
-            if mine is None or theirs is None:
-                delta[metric], marked[metric] = None, False
-                continue
-            delta[metric] = mine[0] - theirs[0]
-            marked[metric] = (
-                len(runs) > 1
-                and variant.key != "best"
-                and abs(mine[0] - theirs[0]) > mine[1] + theirs[1]
-            )
-        mean = {m: (ms[0] if ms else None) for m, ms in stats.items()}
-        std = {m: (ms[1] if ms else None) for m, ms in stats.items()}
         out_rows.append(
             {
                 "key": variant.key,
@@ -271,10 +173,11 @@ def summarize(
                 "runs": [
                     {k: v for k, v in run.items() if not k.endswith("_curve")} for run in runs
                 ],
-                "mean": mean,
-                "std": std,
-                "delta": delta,
-                "marked": marked,
+                "curves": [
+                    {"train_loss": run.get("train_loss_curve"), "val_loss": run["val_loss_curve"]}
+                    for run in runs
+                ],
+                "mean": {m: _mean([run.get(m) for run in runs]) for m in measured},
             }
         )
         if variant.key in ("best", "none") and runs:
@@ -283,62 +186,77 @@ def summarize(
                 "train_loss": runs[0]["train_loss_curve"],
                 "val_loss": runs[0]["val_loss_curve"],
             }
-    return {"metrics": list(metrics), "rows": out_rows, "curves": curves}
+    return {"metrics": list(measured), "rows": out_rows, "curves": curves}
 
 
-def _mean_std(values: list[float | None]) -> tuple[float, float] | None:
-    """Mean and sample standard deviation (0 for one value); None when nothing was measured."""
+def stored_metrics(result: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics an ablation measured: its task's (data/tasks.py); classification's for
+    one stored before regression existed."""
+    return tuple(result.get("metrics") or METRICS)
+
+
+def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
-    if not known:
-        return None
-    return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else 0.0
+    return statistics.fmean(known) if known else None
+
+
+def values(row: dict[str, Any], metric: str) -> list[float | None]:
+    """One value per seed, in seed order (None where that run diverged or has no such split)."""
+    return [run.get(metric) for run in row["runs"]]
+
+
+def effects_of(result: dict[str, Any]) -> dict[str, dict[str, Effect]]:
+    """Each variant's paired effect on each metric: ``metric(variant) - metric(best)``."""
+    best = result["rows"][0]
+    return {
+        row["key"]: {
+            m: paired_effect(values(row, m), values(best, m)) for m in stored_metrics(result)
+        }
+        for row in result["rows"][1:]
+    }
 
 
 def stored_ablation(study: optuna.Study) -> dict[str, Any] | None:
     value = study.user_attrs.get(ABLATION_ATTR)
-    return value if isinstance(value, dict) else None
+    # An ablation stored by an older regsweep (no per-seed curves) reads as not run.
+    if not isinstance(value, dict) or "curves" not in value.get("rows", [{}])[0]:
+        return None
+    return value
 
 
-def format_cell(row: dict[str, Any], metric: str, digits: int = 4) -> str:
-    """``0.2345 ± 0.0031``, accuracies as percentages; ``n/a`` when not measured."""
-    mean, std = row["mean"][metric], row["std"][metric]
-    if mean is None:
+def format_mean(row: dict[str, Any], metric: str, digits: int = 4) -> str:
+    return format_value(metric, row["mean"][metric], digits)
+
+
+def format_effect(effect: Effect, metric: str, digits: int = 4) -> str:
+    """``+0.0421 [+0.0301, +0.0541]``; without an interval just the difference."""
+    if effect.mean is None:
         return "n/a"
-    if is_percent(metric):
-        return f"{mean:.{digits - 2}%} ± {std:.{digits - 2}%}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def format_delta(row: dict[str, Any], metric: str, digits: int = 4) -> str:
-    """The difference from the best row, ``*`` when larger than the seed spread."""
-    delta = row["delta"][metric]
-    if delta is None or row["key"] == "best":
-        return ""
-    text = f"{delta:+.{digits - 2}%}" if is_percent(metric) else f"{delta:+.{digits}f}"
-    return text + (" *" if row["marked"][metric] else "")
-
-
-def verdict(row: dict[str, Any], metric: str) -> str:
-    """``worse`` / ``better`` than the best row, for marked differences only."""
-    delta = row["delta"][metric]
-    if not row["marked"][metric] or delta is None or math.isclose(delta, 0.0):
-        return ""
-    worse = delta > 0 if LOWER_IS_BETTER[metric] else delta < 0
-    return "worse" if worse else "better"
+    text = format_value(metric, effect.mean, digits, signed=True)
+    if effect.low is None or effect.high is None:
+        return text + " (1 seed: no CI)"
+    low = format_value(metric, effect.low, digits, signed=True)
+    high = format_value(metric, effect.high, digits, signed=True)
+    return f"{text} [{low}, {high}]"
 
 
 def table_lines(result: dict[str, Any]) -> list[str]:
     """The ablation as one line per variant, for optuna-dashboard's study attributes."""
+    effects = effects_of(result)
     lines = [
-        f"retrained trial {result['trial']} with {len(result['seeds'])} seeds; "
-        "* = difference from best larger than the seed spread"
+        f"retrained trial {result['trial']} with {len(result['seeds'])} paired seeds; "
+        "difference from best config [95% CI] = metric(variant) - metric(best)"
     ]
     for row in result["rows"]:
         parts = [f"{row['label']}:"]
-        for metric in result.get("metrics", METRICS):
-            if row["mean"][metric] is not None:
-                parts.append(f"{metric} {format_cell(row, metric)} {format_delta(row, metric)}")
+        for metric in stored_metrics(result):
+            if row["mean"][metric] is None:
+                continue
+            cell = f"{metric} {format_mean(row, metric)}"
+            if row["key"] != "best":
+                cell += f" ({format_effect(effects[row['key']][metric], metric)})"
+            parts.append(cell)
         if row["same_as"]:
             parts.append(f"(same as {row['same_as']})")
-        lines.append(" ".join(p.strip() for p in parts))
+        lines.append(" ".join(parts))
     return lines

@@ -25,7 +25,7 @@ from regsweep.data.splits import Splits, load_splits, resolve_device
 from regsweep.engine.fit import Regularization, evaluate
 from regsweep.engine.model import build_mlp
 from regsweep.engine.recipe import BatchOrder, train_config, trial_seed
-from regsweep.errors import ConfigError, DataError
+from regsweep.errors import ConfigError
 from regsweep.insight.outputs import prepare_dir, write_atomic
 from regsweep.insight.studyview import require_best, require_config
 from regsweep.sweep.objective import BATCH_ORDER_ATTR
@@ -60,13 +60,6 @@ def export_best(
     config = require_config(study)
     best = require_best(study)
     splits = load_splits(config.data, config.study.seed, resolve_device(config.train.device))
-    if splits.test_x is None or splits.test_y is None:
-        raise DataError(
-            f"data: the {config.data.dataset} data of study {study.study_name!r} has no test "
-            "split, and export evaluates once on held-out test data; give data.test_path or "
-            "data.test_fraction (dataset table, arrays), data.test_images and data.test_labels "
-            "(dataset idx), or use mnist, fashion_mnist, digits or torchvision"
-        )
     prepare_dir(out_dir, "-o")
     params = {name: getattr(Regularization.from_params(best.params), name) for name in REGULARIZERS}
     model_config = exported_config(config, params)
@@ -91,7 +84,11 @@ def export_best(
     )
     model.eval()
     val = _stage(splits.scores("val", *evaluate(model, splits.val_x, splits.val_y)))
-    test = _stage(splits.scores("test", *evaluate(model, splits.test_x, splits.test_y)))
+    # Without a test split the model is still worth having: validation metrics only.
+    test: dict[str, Any] | None = None
+    if splits.test_x is not None and splits.test_y is not None:
+        test_scores = splits.scores("test", *evaluate(model, splits.test_x, splits.test_y))
+        test = {**_stage(test_scores), "n": len(splits.test_y)}
 
     metrics: dict[str, Any] = {
         "study": study.study_name,
@@ -110,7 +107,7 @@ def export_best(
             "n": len(splits.val_y),
             **({"note": "seen in training (--full): not an unbiased estimate"} if full else {}),
         },
-        "test": {**test, "n": len(splits.test_y)},
+        "test": test,
         "data": {
             "dataset": config.data.dataset,
             "fingerprint": splits.fingerprint(),

@@ -8,13 +8,10 @@ curves, weight sparsity, epochs run, and the ablation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
-
-from regsweep.insight.ablation import format_delta, verdict
 
 HEIGHT = 440
 STATE_STYLE: dict[TrialState, tuple[str, str]] = {  # colour, line dash
@@ -53,9 +50,14 @@ def val_curve(trial: FrozenTrial) -> list[float]:
 
 
 def learning_curves(trials: list[FrozenTrial], best_number: int | None) -> go.Figure:
-    """Validation loss per epoch of every trial; pruned ones dotted and marked where cut."""
+    """Validation loss per epoch of every trial; pruned ones dotted and marked where cut.
+
+    One trace per state, the trials separated by gaps: thousands of trials stay one
+    Plotly trace each (a trace per trial made the report of a large study slow to
+    build and to open).
+    """
     fig = go.Figure()
-    legend_shown: set[TrialState] = set()
+    lines: dict[TrialState, tuple[list[int | None], list[float | None], list[str]]] = {}
     pruned_x: list[int] = []
     pruned_y: list[float] = []
     pruned_text: list[str] = []
@@ -64,10 +66,7 @@ def learning_curves(trials: list[FrozenTrial], best_number: int | None) -> go.Fi
         curve = val_curve(trial)
         if not curve or trial.state not in STATE_STYLE:
             continue
-        colour, dash = STATE_STYLE[trial.state]
         epochs = list(range(1, len(curve) + 1))
-        hover = f"trial {trial.number} ({trial.state.name.lower()})<br>epoch %{{x}}"
-        hover += "<br>val loss %{y:.4f}<extra></extra>"
         if trial.number == best_number:
             best_trace = go.Scatter(
                 x=epochs,
@@ -75,27 +74,34 @@ def learning_curves(trials: list[FrozenTrial], best_number: int | None) -> go.Fi
                 mode="lines+markers",
                 name=f"best trial #{trial.number}",
                 line={"color": "#2ca02c", "width": 4},
-                hovertemplate=hover,
+                hovertemplate=f"best trial {trial.number}<br>epoch %{{x}}"
+                "<br>val loss %{y:.4f}<extra></extra>",
             )
             continue
-        fig.add_trace(
-            go.Scatter(
-                x=epochs,
-                y=curve,
-                mode="lines",
-                name=trial.state.name.lower(),
-                legendgroup=trial.state.name,
-                showlegend=trial.state not in legend_shown,
-                line={"color": colour, "dash": dash, "width": 1.5},
-                opacity=0.75,
-                hovertemplate=hover,
-            )
-        )
-        legend_shown.add(trial.state)
+        xs, ys, texts = lines.setdefault(trial.state, ([], [], []))
+        name = f"trial {trial.number} ({trial.state.name.lower()})"
+        xs.extend([*epochs, None])
+        ys.extend([*curve, None])
+        texts.extend([name] * len(curve) + [""])
         if trial.state == TrialState.PRUNED:
             pruned_x.append(epochs[-1])
             pruned_y.append(curve[-1])
             pruned_text.append(f"trial {trial.number} pruned after epoch {epochs[-1]}")
+    for state, (xs, ys, texts) in lines.items():
+        colour, dash = STATE_STYLE[state]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=state.name.lower(),
+                line={"color": colour, "dash": dash, "width": 1.5},
+                opacity=0.75,
+                text=texts,
+                connectgaps=False,
+                hovertemplate="%{text}<br>epoch %{x}<br>val loss %{y:.4f}<extra></extra>",
+            )
+        )
     if pruned_x:
         fig.add_trace(
             go.Scatter(
@@ -286,37 +292,147 @@ def epochs_vs_patience(trials: list[FrozenTrial], max_epochs: int) -> go.Figure:
     return style(fig, "Epochs run against early-stopping patience")
 
 
-def ablation_bars(result: dict[str, Any]) -> go.Figure:
-    """Mean loss per ablation variant with one-sd error bars; * marks real differences."""
-    rows = result["rows"]
-    labels = [row["label"] for row in rows]
+VERDICT_COLOUR = {
+    "helps": "#2e7d32",
+    "hurts": "#c62828",
+    "no measurable effect": "#757575",
+    "no interval": "#9e9e9e",
+}
+
+
+@dataclass(frozen=True)
+class EffectBar:
+    """One row of the effect plot: a paired difference and its interval."""
+
+    label: str
+    mean: float
+    low: float | None
+    high: float | None
+    verdict: str
+
+
+def effect_plot(rows: list[EffectBar], metric_label: str, seeds: int) -> go.Figure:
+    """Differences with 95% CI whiskers around a zero line: not bars from zero, so an
+    effect of a few percent is as visible as it is."""
     fig = go.Figure()
-    for metric, colour, name in (
-        ("val_loss", "#3182bd", "validation loss"),
-        ("test_loss", "#e6550d", "test loss"),
-    ):
-        if all(row["mean"][metric] is None for row in rows):
-            continue
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=[row["mean"][metric] for row in rows],
-                error_y={"type": "data", "array": [row["std"][metric] for row in rows]},
-                name=f"{name} (mean ± sd over {len(result['seeds'])} seeds)",
-                marker_color=colour,
-                text=["*" if verdict(row, metric) else "" for row in rows],
-                textposition="outside",
-                textfont={"size": 18},
-                hovertext=[_mark(row, metric) for row in rows],
-            )
+    labels = [r.label for r in rows]
+    fig.add_trace(
+        go.Scatter(
+            x=[r.mean for r in rows],
+            y=labels,
+            mode="markers",
+            name=f"{metric_label}: without − with (95% CI, {seeds} paired seeds)",
+            marker={"size": 13, "color": [VERDICT_COLOUR.get(r.verdict, "#333") for r in rows]},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [(r.high - r.mean) if r.high is not None else 0 for r in rows],
+                "arrayminus": [(r.mean - r.low) if r.low is not None else 0 for r in rows],
+                "thickness": 2,
+                "width": 8,
+            },
+            text=[r.verdict for r in rows],
+            hovertemplate="%{y}: %{x:+.4f} (%{text})<extra></extra>",
         )
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(title="loss (lower is better)", rangemode="tozero")
+    )
+    fig.add_vline(x=0, line_color="#333", line_width=1.5)
+    fig.update_yaxes(autorange="reversed", title="")
+    fig.update_xaxes(
+        title=f"{metric_label} without it − with it (right of 0: it helps; left: it hurts)",
+        zeroline=False,
+    )
     return style(
-        fig, "Ablation: the best config with each regularizer removed (* = beyond seed spread)"
+        fig,
+        f"Effect of each regularizer on {metric_label} (95% CI)",
+        height=max(300, 70 + 48 * len(rows)),
     )
 
 
-def _mark(row: dict[str, Any], metric: str) -> str:
-    word = verdict(row, metric)
-    return f"{format_delta(row, metric).rstrip(' *')} {word}".strip() if word else ""
+@dataclass(frozen=True)
+class PathPoint:
+    label: str
+    is_best: bool
+    effect: float | None
+    low: float | None
+    high: float | None
+    gap: float | None
+    gap_low: float | None
+    gap_high: float | None
+
+
+def dose_response(name: str, points: list[PathPoint], metric_label: str, seeds: int) -> go.Figure:
+    """One regularizer's path: effect on the loss (top) and the gap (bottom) per strength."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=[
+            f"{metric_label} − the best config's (paired, 95% CI band)",
+            "generalization gap: validation − train loss (95% CI band)",
+        ],
+    )
+    x = [p.label for p in points]
+    for row, mean, low, high, colour in (
+        (1, [p.effect for p in points], [p.low for p in points], [p.high for p in points],
+         "#3182bd"),
+        (2, [p.gap for p in points], [p.gap_low for p in points], [p.gap_high for p in points],
+         "#e6550d"),
+    ):  # fmt: skip
+        band_low = [lo if lo is not None else m for lo, m in zip(low, mean, strict=True)]
+        band_high = [hi if hi is not None else m for hi, m in zip(high, mean, strict=True)]
+        fig.add_trace(
+            go.Scatter(x=x, y=band_high, mode="lines", line={"width": 0}, showlegend=False,
+                       hoverinfo="skip"),
+            row=row, col=1,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=band_low,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor=_rgba(colour, 0.2),
+                name="95% CI",
+                showlegend=row == 1,
+                hoverinfo="skip",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=mean,
+                mode="lines+markers",
+                line={"color": colour},
+                name="validation loss difference" if row == 1 else "gap",
+                hovertemplate="%{x}: %{y:+.4f}<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        best = [(p.label, m) for p, m in zip(points, mean, strict=True) if p.is_best]
+        fig.add_trace(
+            go.Scatter(
+                x=[b[0] for b in best],
+                y=[b[1] for b in best],
+                mode="markers",
+                marker={"symbol": "star", "size": 16, "color": "#2ca02c"},
+                name="best config's value",
+                showlegend=row == 1,
+            ),
+            row=row,
+            col=1,
+        )
+    fig.add_hline(y=0, line_color="#333", line_width=1, row=1, col=1)
+    fig.update_xaxes(title=f"{name} (off = regularizer off)", type="category", row=2, col=1)
+    style(fig, f"Dose-response: {name} ({seeds} paired seeds per point)", height=560)
+    fig.update_layout(margin={"t": 90})
+    return fig
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"

@@ -16,15 +16,24 @@ from typing import Any
 
 import optuna
 import plotly.graph_objects as go
-from optuna.importance import FanovaImportanceEvaluator
+from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
 from regsweep.config.schema import REGULARIZERS, SweepConfig
 from regsweep.data.tasks import scores_text
 from regsweep.insight import figures
-from regsweep.insight.ablation import METRICS, format_cell, format_delta, stored_ablation, verdict
+from regsweep.insight.ablation import (
+    effects_of,
+    format_effect,
+    format_mean,
+    stored_ablation,
+    stored_metrics,
+)
+from regsweep.insight.effects import classify, mean_interval
+from regsweep.insight.metrics import HEADLINE, LOWER_IS_BETTER, label
 from regsweep.insight.outputs import write_atomic
+from regsweep.insight.paths import point_effect, stored_paths
 from regsweep.insight.studyview import (
     fixed_params,
     is_unregularized,
@@ -33,9 +42,13 @@ from regsweep.insight.studyview import (
     state_counts,
     varied_params,
 )
+from regsweep.insight.verdict import findings, why_rows
 from regsweep.sweep.progress import format_param
 
-IMPORTANCE_EVALUATOR = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
+# PED-ANOVA, not fANOVA: fANOVA fits a random forest whose cost grows with the trial
+# count (Optuna 5 made PED-ANOVA its default for this reason); PED-ANOVA compares the
+# parameter distributions of the top 10% of trials with all of them, in linear time.
+IMPORTANCE_EVALUATOR = "PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator)"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -76,10 +89,15 @@ def build_report(study: optuna.Study) -> str:
     best = require_best(study)
     trials = study.get_trials(deepcopy=False)
     ablation = stored_ablation(study)
+    paths = stored_paths(study)
     with warnings.catch_warnings():
         # Optuna marks some plots experimental; the report is no place for that warning.
         warnings.simplefilter("ignore")
         sections = [
+            verdict_section(ablation, best, study.study_name),
+            effects_section(ablation),
+            why_section(ablation),
+            paths_section(paths, best, study.study_name),
             summary_section(study, config, best, trials),
             history_section(study),
             importance_section(study),
@@ -90,7 +108,6 @@ def build_report(study: optuna.Study) -> str:
             sparsity_section(trials, study),
             batch_norm_section(trials, study),
             patience_section(trials, study, config),
-            ablation_section(ablation, best, study.study_name),
         ]
     return page(study.study_name, sections)
 
@@ -211,12 +228,12 @@ def importance_section(study: optuna.Study) -> Section:
         if not varied:
             raise ValueError("no regularizer varied")
         fig = optuna.visualization.plot_param_importances(
-            study, evaluator=FanovaImportanceEvaluator(seed=0), params=varied
+            study, evaluator=PedAnovaImportanceEvaluator(), params=varied
         )
     except (ValueError, RuntimeError) as exc:
         section.note(f"Importances cannot be estimated for this study yet: {html.escape(str(exc))}")
         return section
-    section.figure(figures.style(fig, "Parameter importances (fANOVA)"))
+    section.figure(figures.style(fig, "Parameter importances (PED-ANOVA)"))
     return section
 
 
@@ -362,48 +379,178 @@ def patience_section(
     return section
 
 
-def ablation_section(ablation: dict[str, Any] | None, best: FrozenTrial, name: str) -> Section:
+def _stale(section: Section, result: dict[str, Any], best: FrozenTrial, command: str) -> None:
+    if result["trial"] != best.number:
+        section.note(
+            f"This retrained trial #{result['trial']}, but the best trial is now "
+            f"#{best.number}: run <code>regsweep {command}</code> again to update it."
+        )
+
+
+def verdict_section(ablation: dict[str, Any] | None, best: FrozenTrial, name: str) -> Section:
+    seeds = len(ablation["seeds"]) if ablation else 0
     section = Section(
-        "ablation",
-        "Ablation",
-        "The best config retrained with each regularizer removed in turn, and with none, "
-        "over several seeds (mean ± standard deviation). <b>*</b> marks a difference from "
-        "the best row larger than the seed-to-seed spread (the two standard deviations "
-        "added). Rows with early stopping keep their best epoch's weights; rows without "
-        "it (no early stopping, no regularization) train every epoch and are measured on "
-        "their last epoch's weights, as a model trained without early stopping is.",
+        "verdict",
+        "Verdict: which regularizer helps, by how much, and why",
+        f"Each regularizer's effect is {label(HEADLINE)} <i>without it</i> minus <i>with "
+        "it</i>, paired per seed: every variant of a seed starts from the same initial "
+        "weights and sees the same mini-batches as the best config, so the difference is "
+        "the regularizer's alone. A positive effect means it helps. The 95% confidence "
+        "interval is Student's t on the paired differences; an interval that includes 0 "
+        "means no effect could be measured at this many seeds, and its width says how "
+        "large an effect could still hide in it.",
     )
     if ablation is None:
         section.note(
-            f"Not run yet. Run <code>regsweep ablate --study {html.escape(name)}</code> "
-            "(with the same --storage) and render this report again."
+            "No verdict yet: run <code>regsweep ablate --study "
+            f"{html.escape(name)} --seeds 3</code> (with the same --storage) and render this "
+            "report again."
         )
         return section
-    if ablation["trial"] != best.number:
+    _stale(section, ablation, best, "ablate")
+    items = []
+    for finding in findings(ablation):
+        css = (finding.verdict or "off").replace(" ", "-")
+        evidence = (
+            f'<div class="why">why: {html.escape(finding.evidence)}</div>'
+            if finding.evidence
+            else ""
+        )
+        items.append(
+            f'<li class="finding {css}"><span class="tag">{html.escape(finding.verdict or "off")}'
+            f"</span> {html.escape(finding.sentence)}{evidence}</li>"
+        )
+    section.parts.append(f'<ul class="verdict-box" id="verdict-box">{"".join(items)}</ul>')
+    section.meta(
+        f"Trial #{ablation['trial']} retrained with {seeds} paired seed(s) "
+        f"({', '.join(str(s) for s in ablation['seeds'])}), "
+        f"{'one pack per seed' if ablation.get('engine') == 'packed' else 'one model at a time'}"
+        f", on {ablation['created']}. Rows with early stopping are measured on their best "
+        "epoch's weights, rows without it on their last epoch's."
+    )
+    return section
+
+
+def effects_section(ablation: dict[str, Any] | None) -> Section:
+    section = Section(
+        "effects",
+        "Effects with confidence intervals",
+        "Each dot is a regularizer's paired effect (without it − with it); the whiskers are "
+        "its 95% confidence interval and the line is zero: a whisker that crosses it is no "
+        "measurable effect. Green helps, red hurts, grey: not measurable.",
+    )
+    if ablation is None:
+        section.note("Appears once <code>regsweep ablate</code> has run.")
+        return section
+    effects = effects_of(ablation)
+    metrics = [
+        m for m in stored_metrics(ablation) if ablation.get("has_test") or not m.startswith("test")
+    ]
+    shown = [row for row in ablation["rows"][1:] if row["same_as"] != "best"]
+    for metric in metrics:
+        if not metric.endswith("loss"):
+            continue
+        bars = []
+        for row in shown:
+            effect = effects[row["key"]][metric]
+            if effect.mean is None:
+                continue
+            bars.append(
+                figures.EffectBar(
+                    row["label"],
+                    effect.mean,
+                    effect.low,
+                    effect.high,
+                    classify(effect, LOWER_IS_BETTER[metric]),
+                )
+            )
+        suffix = "" if metric == HEADLINE else metric
+        section.figure(figures.effect_plot(bars, label(metric), len(ablation["seeds"])), suffix)
+    off = [row["label"] for row in ablation["rows"][1:] if row["same_as"] == "best"]
+    if off:
         section.note(
-            f"This ablation retrained trial #{ablation['trial']}, but the best trial is now "
-            f"#{best.number}: run <code>regsweep ablate</code> again to update it."
+            "Not shown, off in the best config already (the same runs as the best config): "
+            + html.escape(", ".join(off))
+            + "."
         )
     if not ablation.get("has_test"):
-        section.note("The data set has no test split: test columns are n/a.")
-    metrics = ablation.get("metrics", METRICS)  # a regression study's are its own
-    headers = ["variant", "changed", *(m.replace("_", " ") for m in metrics)]
+        section.note("The data set has no test split: test metrics are absent.")
+    headers = ["variant", "changed", *(label(m) for m in metrics)]
     rows = []
     for row in ablation["rows"]:
         cells = [html.escape(row["label"]), html.escape(_changed(row, ablation))]
         for metric in metrics:
-            word = verdict(row, metric)
-            delta = html.escape(format_delta(row, metric))
-            shown = f'<span class="{word}">{delta}</span>' if word else delta
-            cells.append(f"{format_cell(row, metric)}<br><small>{shown or '&nbsp;'}</small>")
+            mean = format_mean(row, metric)
+            if row["key"] == "best" or row["same_as"] == "best":
+                cells.append(f"{mean}<br><small>&nbsp;</small>")
+                continue
+            effect = effects[row["key"]][metric]
+            word = classify(effect, LOWER_IS_BETTER[metric])
+            css = {"helps": "worse", "hurts": "better"}.get(word, "")
+            text = html.escape(format_effect(effect, metric))
+            cells.append(f'{mean}<br><small><span class="{css}">{text}</span></small>')
         rows.append(tuple(cells))
     section.parts.append(_table(headers, rows, css="ablation"))
     section.meta(
-        f"Retrained trial #{ablation['trial']} with seeds "
-        f"{', '.join(str(s) for s in ablation['seeds'])} on {ablation['created']}; the "
-        "second line of each cell is the difference from the best config."
+        "Each cell: the mean over seeds, then the paired difference from the best config "
+        "[95% CI]; red: removing it made the metric worse (it helps), green: better."
     )
-    section.figure(figures.ablation_bars(ablation))
+    return section
+
+
+def why_section(ablation: dict[str, Any] | None) -> Section:
+    section = Section(
+        "why",
+        "The why, measured",
+        "The best config against its twin without any regularization (same seeds, same "
+        "initial weights, same batches), averaged over seeds: each number next to the "
+        "effect it explains.",
+    )
+    if ablation is None:
+        section.note("Appears once <code>regsweep ablate</code> has run.")
+        return section
+    rows = [tuple(html.escape(c) for c in row) for row in why_rows(ablation)]
+    section.parts.append(_table(["measured", "number", "explains"], rows, css="why"))
+    return section
+
+
+def paths_section(paths: dict[str, Any] | None, best: FrozenTrial, name: str) -> Section:
+    section = Section(
+        "paths",
+        "Dose-response paths",
+        "The best config retrained at a grid of strengths of one regularizer at a time (the "
+        "others stay at the best config's values), paired seed by seed with the best config "
+        "itself. Unlike a slice of the study, where every parameter moves at once, only "
+        "this one moves: the curve is its effect. The star is the best config's value.",
+    )
+    if paths is None:
+        section.note(
+            f"Not run yet. Run <code>regsweep paths --study {html.escape(name)} --seeds 3"
+            "</code> (with the same --storage) and render this report again."
+        )
+        return section
+    _stale(section, paths, best, "paths")
+    seeds = len(paths["seeds"])
+    for reg, points in paths["paths"].items():
+        shown = []
+        for point in points:
+            effect = point_effect(paths, point["key"], HEADLINE)
+            gap, gap_low, gap_high = mean_interval(
+                [run.get("gap") for run in paths["runs"][point["key"]]]
+            )
+            shown.append(
+                figures.PathPoint(
+                    point["label"],
+                    point["is_best"],
+                    effect.mean,
+                    effect.low,
+                    effect.high,
+                    gap,
+                    gap_low,
+                    gap_high,
+                )
+            )
+        section.figure(figures.dose_response(reg, shown, label(HEADLINE), seeds), reg)
     return section
 
 
@@ -452,6 +599,15 @@ table.ablation td:nth-child(2) { white-space: normal; max-width: 240px; color: #
                                  font-size: 12px; }
 table.ablation small { color: #555; }
 span.worse { color: #c62828; font-weight: 700; }
+ul.verdict-box { list-style: none; padding: 0; margin: 8px 0; }
+li.finding { border-left: 6px solid #9e9e9e; background: #f5f5f5; margin: 6px 0;
+             padding: 8px 12px; font-size: 15px; }
+li.finding.helps { border-color: #2e7d32; background: #e8f5e9; }
+li.finding.hurts { border-color: #c62828; background: #ffebee; }
+li.finding .tag { font-weight: 700; text-transform: uppercase; font-size: 12px;
+                  margin-right: 6px; }
+li.finding .why { color: #455a64; font-size: 13px; margin-top: 3px; }
+section#verdict { border: 2px solid #263238; }
 span.better { color: #2e7d32; font-weight: 700; }
 code { background: #eceff1; padding: 1px 4px; border-radius: 3px; }
 """
