@@ -194,7 +194,9 @@ def test_dashboard_shows_the_verdict_note_and_the_artifacts_in_chromium(
     again = run_cli("report", sweep, "-o", tmp_path / "report.html")  # replaces, not adds
     assert again.code == 0, again.stderr
     store = sweep.parent / "study-artifacts"
-    assert len([p for p in store.iterdir() if p.is_file()]) == 4
+    assert (
+        len([p for p in store.iterdir() if p.is_file()]) == 5
+    )  # report.html and the four model files
 
     port = free_port()
     with reaped(
@@ -217,8 +219,14 @@ def test_dashboard_shows_the_verdict_note_and_the_artifacts_in_chromium(
             full_page_screenshot(driver, tmp_path / "note.png")
             # The study page: its artifacts, the report and the model files.
             driver.get(base)
-            files = ("report.html", "model.pt", "metrics.json", "config.yaml")
-            wait_until(lambda: showing("Study Artifacts", *files), "the four study artifacts")
+            files = (
+                "report.html",
+                "model.pt",
+                "preprocessor.joblib",
+                "metrics.json",
+                "config.yaml",
+            )
+            wait_until(lambda: showing("Study Artifacts", *files), "the five study artifacts")
             full_page_screenshot(driver, tmp_path / "study.png")
             text = driver.find_element("tag name", "body").text
             severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -24,6 +24,7 @@ import optuna
 from rich.console import Console
 
 from regsweep.errors import ConfigError
+from regsweep.storage import private
 from regsweep.storage.urls import parse_url, redact
 from regsweep.sweep.locate import StudyRef, open_existing_storage
 
@@ -86,15 +87,16 @@ def upload(
 
     files = list(files)
     names = {f.name for f in files}
-    storage = study._storage  # public since Optuna 3.3 as the storage of a loaded study
-    attrs = storage.get_study_system_attrs(study._study_id)
+    storage = private.study_storage(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    attrs = storage.get_study_system_attrs(study_id)
     for key, value in attrs.items():
         if not key.startswith(ARTIFACT_ATTR_PREFIX) or not isinstance(value, str):
             continue
         meta = json.loads(value)
         if isinstance(meta, dict) and meta.get("filename") in names:
             # What optuna-dashboard's own delete does: forget it, then remove the file.
-            storage.set_study_system_attr(study._study_id, key, json.dumps(None))
+            storage.set_study_system_attr(study_id, key, json.dumps(None))
             store.remove(meta["artifact_id"])
     return [
         upload_artifact(

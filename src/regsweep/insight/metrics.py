@@ -18,7 +18,12 @@ __all__ = ["HEADLINE", "LOWER_IS_BETTER", "METRICS", "format_value", "label", "m
 METRICS: tuple[str, ...] = metric_names("classification")
 # Every metric of every task, in a stable order (val before test, loss first).
 ALL_METRICS: tuple[str, ...] = tuple(
-    dict.fromkeys(metric_names("classification") + metric_names("regression"))
+    dict.fromkeys(
+        name
+        for stage in ("val", "test")
+        for task in ("classification", "regression")
+        for name in metric_names(task, (stage,))
+    )
 )
 # The value the study minimizes: the verdict's headline.
 HEADLINE = "val_loss"
