@@ -164,6 +164,8 @@ class Lifecycle:
         self.outcome = RunOutcome()
         self._started = time.monotonic()
         self._last: Usage | None = None
+        self._budget_full = False  # the last take found the budget used up
+        self._study_id: int | None = None
 
     def __enter__(self) -> Lifecycle:
         self.heartbeat.__enter__()
@@ -184,7 +186,7 @@ class Lifecycle:
         raise_pending_interrupt()
         if self.timeout is not None and time.monotonic() - self._started >= self.timeout:
             self.outcome.reason = f"timeout of {self.timeout:g} s reached"
-            self._last = None
+            self._last, self._budget_full = None, False
             return None
         # A signal landing inside the lock would leave the lock held on a pooled connection
         # or an asked trial untracked: it waits until the trial is in self.running.
@@ -192,7 +194,8 @@ class Lifecycle:
             if self.heartbeat.enabled:
                 self.recover_stale()
             used = self._last = usage(self.study)
-            if used.waiting == 0 and used.used >= self.n_trials:
+            self._budget_full = used.waiting == 0 and used.used >= self.n_trials
+            if self._budget_full:
                 self.outcome.reason = f"budget of {self.n_trials} trials reached"
                 return None
             trial = self.study.ask()  # takes a queued (retried) trial first, if any
@@ -224,9 +227,13 @@ class Lifecycle:
             if trial is not None:
                 return trial
             if not self.should_wait():
-                self.outcome.budget_reached = self.outcome.reason.startswith("budget")
+                self.done()
                 return None
             self.wait()
+
+    def done(self) -> None:
+        """Nothing left to take or wait for: record why the loop ends."""
+        self.outcome.budget_reached = self._budget_full
 
     def recover_stale(self) -> list[int]:
         """Fail the trials whose worker stopped sending heartbeats, and queue their retries.
@@ -236,7 +243,9 @@ class Lifecycle:
         """
         storage = self.storage
         assert isinstance(storage, optuna.storages.RDBStorage)
-        study_id = storage.get_study_id_from_name(self.study.study_name)
+        if self._study_id is None:  # looked up once: this runs before every take
+            self._study_id = storage.get_study_id_from_name(self.study.study_name)
+        study_id = self._study_id
         grace = private.grace_period_s(storage)
         failed = []
         for trial_id in private.stale_trial_ids(storage, study_id):

@@ -8,7 +8,7 @@ at a time, and reports, prunes and finishes each member on its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -16,14 +16,11 @@ from optuna.trial import TrialState
 
 from regsweep.config.schema import SweepConfig
 from regsweep.data.splits import Splits
-from regsweep.engine.fit import EpochMetrics
 from regsweep.engine.pack import MemberEpoch, Pack
 from regsweep.engine.recipe import BatchOrder, trial_seed
 from regsweep.sweep.lifecycle import FAIL_REASON_ATTR, Lifecycle, RunListener, RunOutcome
-from regsweep.sweep.objective import BATCH_ORDER_ATTR
+from regsweep.sweep.objective import BATCH_ORDER_ATTR, EpochListener
 from regsweep.sweep.space import suggest_regularization
-
-EpochListener = Callable[[int, EpochMetrics], None]
 
 
 def run_packed(
@@ -50,7 +47,7 @@ def run_packed(
                 if pack is None or not life.running:
                     pack = None  # the next member starts a new pack, with its own order
                     if not life.should_wait():
-                        life.outcome.budget_reached = life.outcome.reason.startswith("budget")
+                        life.done()
                         break
                     life.wait()
                     continue
