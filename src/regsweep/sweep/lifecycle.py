@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +44,9 @@ from regsweep.storage.locks import study_lock
 from regsweep.sweep.budget import INTERRUPTED_ATTR, RETRY_ATTR, Usage, usage
 
 log = logging.getLogger("regsweep")
+
+# regsweep runs its own heartbeat thread around ask/tell, which Optuna cannot see.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 # The trial's user attributes that say who ran it and why it failed.
 WORKER_ATTR = "worker"
