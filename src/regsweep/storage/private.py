@@ -61,3 +61,14 @@ def stale_trial_ids(storage: optuna.storages.RDBStorage, study_id: int) -> list[
         )
     stale.update(int(row[0]) for row in rows)
     return sorted(stale)
+
+
+# The RDBStorage methods that Optuna's ``_CachedStorage`` (what a study's trials write
+# through) calls instead of the public ones: ``suggest_*`` writes a parameter with
+# ``_set_trial_param``, ``ask`` creates a trial with ``_create_new_trial``, and samplers and
+# pruners read trials with ``_get_trials``. A guard on the public methods alone misses them.
+CACHE_BACKEND_READS = ("_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
+# A parameter written twice hits its unique key, which Optuna ignores: safe to redo.
+CACHE_BACKEND_IDEMPOTENT_WRITES = ("_set_trial_param",)
+# A trial created twice would be two trials: never redone blind.
+CACHE_BACKEND_WRITES = ("_create_new_trial",)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from regsweep.errors import StorageError
 from regsweep.signals import signals_deferred
+from regsweep.storage import private
 from regsweep.storage.locks import creation_lock
 from regsweep.storage.settings import DEFAULT_HEARTBEAT, HeartbeatSettings
 from regsweep.storage.urls import parse_url, redact
@@ -91,7 +92,12 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
             return super().set_trial_state_values(trial_id, state, values)
 
 
-_NOT_RETRIED = ("create_new_study", "delete_study", "create_new_trial")
+_NOT_RETRIED = (
+    "create_new_study",
+    "delete_study",
+    "create_new_trial",
+    *private.CACHE_BACKEND_WRITES,
+)
 _RETRIED = (
     "set_study_user_attr",
     "set_study_system_attr",
@@ -113,7 +119,8 @@ _RETRIED = (
     "get_all_trials",
     "get_best_trial",
     "record_heartbeat",
-    "_get_stale_trial_ids",
+    *private.CACHE_BACKEND_READS,
+    *private.CACHE_BACKEND_IDEMPOTENT_WRITES,
 )
 for _name in _NOT_RETRIED + _RETRIED:
     setattr(
