@@ -7,10 +7,6 @@ the client sees a dropped connection, exactly as after a network blip or a proxy
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import optuna
@@ -20,60 +16,9 @@ from sqlalchemy.engine import make_url
 
 from regsweep.storage.rdb import build_storage
 from tests.processes import unique_name
+from tests.proxy import ReplyCutter
 
 pytestmark = pytest.mark.postgres
-
-
-class ReplyCutter:
-    """127.0.0.1:port → the PostgreSQL server; when armed, the reply to the next COMMIT of
-    a trial's state change is lost (reads commit too, and are safe to redo)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.armed = threading.Event()
-        self.cuts = 0
-        self._closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closing:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            mute = threading.Event()  # set: the server's replies on this connection are lost
-            for args in ((client, server, mute, True), (server, client, mute, False)):
-                threading.Thread(target=self._pipe, args=args, daemon=True).start()
-
-    def _pipe(
-        self, src: socket.socket, dst: socket.socket, mute: threading.Event, upstream: bool
-    ) -> None:
-        changed = False  # this connection has sent a trial state change not yet committed
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                if not upstream:
-                    if not mute.is_set():
-                        dst.sendall(data)
-                    continue
-                changed = changed or b"UPDATE trials SET state" in data
-                if changed and b"COMMIT" in data and self.armed.is_set():
-                    self.armed.clear()
-                    mute.set()
-                    dst.sendall(data)
-                    time.sleep(0.3)  # the server commits; its reply is never relayed
-                    self.cuts += 1
-                    for sock in (src, dst):
-                        sock.shutdown(socket.SHUT_RDWR)
-                        sock.close()
-                    return
-                dst.sendall(data)
-
-    def close(self) -> None:
-        self._closing = True
-        self.listener.close()
 
 
 @pytest.fixture

@@ -17,10 +17,12 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from regsweep.signals import (
     Terminated,
     raise_pending_interrupt,
+    requeued_by,
     signals_deferred,
     sigterm_as_exception,
 )
@@ -31,6 +33,8 @@ from regsweep.storage.settings import HeartbeatSettings
 from regsweep.sweep.budget import INTERRUPTED_ATTR, RETRY_ATTR, retried_number, usage
 from regsweep.sweep.lifecycle import Lifecycle
 from regsweep.sweep.solo import run_trials
+from tests.processes import unique_name
+from tests.proxy import ReplyCutter
 
 # The smallest settings the sweep file allows: a trial is stale 2 s after its last beat.
 FAST = HeartbeatSettings(interval=1, grace_period=2, max_retry=5)
@@ -216,3 +220,37 @@ def test_sigterm_after_a_swallowed_ctrl_c_ends_as_sigterm() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGTERM)  # then the scheduler stops the worker
         raise_pending_interrupt()
+
+
+@pytest.mark.postgres
+def test_an_interrupt_whose_clean_up_loses_the_database_still_stops_as_the_interrupt(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM, and the database is gone when the worker fails its trial: the stop must
+    still end as a stop (143), not as "lost the database" (exit 1), and say in one line
+    what it could not do. Seen under ``docker compose stop`` with one-epoch trials."""
+    parsed = make_url(postgres_url)
+    proxy = ReplyCutter(parsed.host or "127.0.0.1", parsed.port or 5432)
+    url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    name = unique_name("lost-at-stop")
+    study = optuna.create_study(storage=build_storage(url, FAST), study_name=name)
+    try:
+        with (
+            Lifecycle(study, n_trials=2) as life,
+            pytest.raises(Terminated) as stopped,
+            life.guard(),
+        ):
+            trial = life.next_trial()
+            assert trial is not None
+            proxy.sever()
+            raise Terminated()
+        # Before: the clean-up's OperationalError replaced the Terminated.
+        assert requeued_by(stopped.value) == []
+        assert f"could not fail and queue again trial {trial.number}" in caplog.text
+        # Left RUNNING with its heartbeat row: a survivor's heartbeat check recovers it.
+        direct = build_storage(postgres_url, FAST)
+        left = optuna.load_study(study_name=name, storage=direct).get_trials()
+        assert [t.state for t in left] == [TrialState.RUNNING]
+        assert private.stale_trial_ids(direct, direct.get_study_id_from_name(name)) == []
+    finally:
+        optuna.delete_study(study_name=name, storage=postgres_url)

@@ -170,6 +170,7 @@ class Lifecycle:
         self._last: Usage | None = None
         self._budget_full = False  # the last take found the budget used up
         self._study_id: int | None = None
+        self._requeued: list[int] = []  # by the last fail_and_requeue, also if it failed
 
     def __enter__(self) -> Lifecycle:
         self.heartbeat.__enter__()
@@ -332,7 +333,7 @@ class Lifecycle:
         except (KeyboardInterrupt, Terminated) as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
             with signals_deferred():  # a second Ctrl-C must not leave a trial half-told
-                note_requeued(exc, self.fail_and_requeue(reason))
+                note_requeued(exc, self._requeue_after(reason))
             raise
         except UpdateFinishedTrialError:
             with signals_deferred():
@@ -352,6 +353,27 @@ class Lifecycle:
                     self._fail(trial, f"{type(exc).__name__}: {exc}")
             raise
 
+    def _requeue_after(self, reason: str) -> list[int]:
+        """:meth:`fail_and_requeue` after an interrupt, which stands whatever the database
+        does: a clean-up that loses the database leaves one line, not a crash in place of
+        the stop (exit 1 instead of 130 or 143). Nothing is lost: an interrupted trial
+        never counts in the budget, and one left RUNNING keeps its heartbeat row, so
+        another worker recovers it after the grace period."""
+        held = sorted(self.running)
+        try:
+            return self.fail_and_requeue(reason)
+        except Exception as exc:
+            left = [n for n in held if n not in self._requeued]
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+            log.warning(
+                "could not fail and queue again trial %s (%s: %s); the budget keeps its "
+                "slot, and another worker's heartbeat check recovers it",
+                ", ".join(map(str, left)),
+                type(exc).__name__,
+                detail,
+            )
+            return [n for n in held if n in self._requeued]
+
     def fail_and_requeue(self, reason: str) -> list[int]:
         """End every held trial as FAIL and queue it again; returns their numbers.
 
@@ -360,7 +382,7 @@ class Lifecycle:
         interrupted trial (``INTERRUPTED_ATTR``), so a stop costs no slot, whatever the
         instant it lands on, even if this process dies before the retry is queued.
         """
-        requeued = []
+        requeued = self._requeued = []
         for trial in list(self.running.values()):
             if not self._fail(trial, reason, interrupted=True):
                 continue
