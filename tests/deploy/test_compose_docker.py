@@ -290,6 +290,16 @@ def logs(container: str) -> str:
     return result.stdout + result.stderr
 
 
+def log_tails(containers: list[Container], lines: int = 15) -> str:
+    """The last lines each container printed, for a check that fails on its exit status:
+    the logs are gone with ``down -v``."""
+    return "".join(
+        f"\n--- last {lines} lines of {c.hostname}:\n"
+        + "\n".join(logs(c.id).strip().splitlines()[-lines:])
+        for c in containers
+    )
+
+
 # --- images -------------------------------------------------------------------------------
 
 
@@ -507,7 +517,8 @@ def test_four_workers_share_one_study_and_its_exact_budget(
     check(
         "every worker exits 0, not restarted",
         all(c.exit_code == 0 and c.restarts == 0 for c in containers),
-        " ".join(map(str, containers)),
+        " ".join(map(str, containers))
+        + log_tails([c for c in containers if not (c.exit_code == 0 and c.restarts == 0)]),
     )
     url = f"http://127.0.0.1:{stack.port}"
     listed = json.loads(http_get(f"{url}/api/studies") or b"{}").get("study_summaries", [])
@@ -551,10 +562,11 @@ def sigterm_checks(
     no_reason = [t.number for t in trials if t.state == "FAIL" and not t.fail_reason]
     check("every FAIL trial has a fail_reason", not no_reason, f"without one: {no_reason}")
     containers = inspect(workers)
+    odd = [c for c in containers if not (c.exit_code == 143 and c.restarts == 0)]
     check(
         "workers exit 143 (SIGTERM), not restarted",
-        all(c.exit_code == 143 and c.restarts == 0 for c in containers),
-        f"stop took {took:.0f} s; " + " ".join(map(str, containers)),
+        not odd,
+        f"stop took {took:.0f} s; " + " ".join(map(str, containers)) + log_tails(odd),
     )
     # A worker that had no trial running must not say it failed and queued one.
     saying = sum(IDLE_MESSAGE in logs(w) for w in workers)
@@ -702,7 +714,8 @@ def test_killed_and_crashed_workers_trials_are_retried_within_the_budget(
     check(
         "other workers exit 0, not restarted",
         all(c.exit_code == 0 and c.restarts == 0 for c in others),
-        " ".join(map(str, others)),
+        " ".join(map(str, others))
+        + log_tails([c for c in others if not (c.exit_code == 0 and c.restarts == 0)]),
     )
     no_reason = [t.number for t in trials if t.state == "FAIL" and not t.fail_reason]
     check("every FAIL trial has a fail_reason", not no_reason, f"without one: {no_reason}")
