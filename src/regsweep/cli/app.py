@@ -130,13 +130,26 @@ def _what_was_requeued(exc: BaseException) -> str:
     )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was when the
+    handler was made: main() may run more than once in one process (the tests do)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass  # StreamHandler.__init__ sets it
+
+
 def _configure_logging(debug: bool) -> None:
     optuna.logging.set_verbosity(logging.DEBUG if debug else logging.WARNING)
     # regsweep's own notes from deep inside a run (a trial failed elsewhere, a heartbeat
     # that fails): one line each on stderr, like errors.
     logger = logging.getLogger("regsweep")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("warning: %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
