@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -22,6 +24,26 @@ MNIST_T10K = Path(os.environ.get("REGSWEEP_MNIST_T10K", REPO.parent / "shared/da
 POSTGRES_URL = os.environ.get(
     "REGSWEEP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+# A test's figures (the compose test's PASS/INFO lines), carried in its report's
+# user_properties from an xdist worker, which has no terminal, to the one that prints.
+FIGURES = "figures"
+_terminal: Any = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _terminal
+    _terminal = config.pluginmanager.get_plugin("terminalreporter")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "teardown" or _terminal is None:
+        return
+    for name, value in report.user_properties:
+        if name == FIGURES:
+            _terminal.write_line(f"\n{report.nodeid}")
+            _terminal.write_line(str(value))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -171,6 +193,37 @@ def run_cli(
         check=False,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_cli_here(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> CliResult:
+    """``regsweep ARGS`` through the real CLI (``regsweep.cli.main``), in this process.
+
+    The same parsing, checks, messages and exit status as :func:`run_cli`, without a new
+    interpreter, which costs about 2 s of imports (10 with PyTorch): for bad input and
+    the read commands. What needs a process of its own (signals, the statuses that
+    ``os._exit`` sets, pools of workers, training) uses :func:`run_cli`.
+    """
+    from regsweep.cli import main
+    from regsweep.cli.app import err, out
+
+    # The consoles took their width when regsweep.cli was imported; run_cli's COLUMNS=200.
+    out.width = err.width = 200
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    os.environ.pop("REGSWEEP_STORAGE", None)  # as run_cli: a user's must not leak in
+    os.environ.update({"COLUMNS": "200", **(env or {})})
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main([str(a) for a in args])
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return CliResult(code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="session")

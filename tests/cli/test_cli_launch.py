@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from regsweep.config.schema import REGULARIZERS
 from regsweep.sweep.study import _difference
-from tests.conftest import CliResult, IdxData, idx_sweep, run_cli
+from tests.conftest import CliResult, IdxData, idx_sweep, run_cli, run_cli_here
 from tests.processes import reaped, regsweep, start, wait_until
 
 N_TRIALS = 6
@@ -116,7 +116,7 @@ def test_launch_output_reports_progress_summary_and_dashboard(launched: Launched
 
 
 def test_trials_command_lists_every_trial(launched: Launched) -> None:
-    result = run_cli("trials", launched.sweep, cwd=launched.folder)
+    result = run_cli_here("trials", launched.sweep, cwd=launched.folder)
     assert result.code == 0, result.stderr
     assert f"study tiny: {N_TRIALS} trials" in result.stdout
     for name in ("state", "val loss", "epochs", *REGULARIZERS):
@@ -124,12 +124,12 @@ def test_trials_command_lists_every_trial(launched: Launched) -> None:
     rows = [line for line in result.stdout.splitlines() if "complete" in line or "pruned" in line]
     assert len(rows) == N_TRIALS
     # The same study found through --storage alone (the storage's only study).
-    alone = run_cli("trials", "--storage", launched.url)
+    alone = run_cli_here("trials", "--storage", launched.url)
     assert alone.code == 0 and alone.stdout == result.stdout
 
 
 def test_best_command_shows_metrics_and_a_pasteable_snippet(launched: Launched) -> None:
-    result = run_cli("best", "--storage", launched.url, "--study", "tiny")
+    result = run_cli_here("best", "--storage", launched.url, "--study", "tiny")
     assert result.code == 0, result.stderr
     best = launched.study().best_trial
     assert f"best trial of tiny: #{best.number}" in result.stdout
@@ -144,7 +144,7 @@ def test_best_command_shows_metrics_and_a_pasteable_snippet(launched: Launched) 
     raw["search_space"] = parsed["search_space"]
     pasted = launched.folder / "pasted.yaml"
     pasted.write_text(yaml.safe_dump(raw))
-    assert run_cli("validate", pasted).code == 0
+    assert run_cli_here("validate", pasted).code == 0
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ def test_read_commands_report_missing_study_or_database(
     launched: Launched, args: tuple[str, ...], fragment: str
 ) -> None:
     full = [*args] if "--storage" in args else [*args, "--storage", launched.url]
-    result = run_cli(*full, cwd=launched.folder)
+    result = run_cli_here(*full, cwd=launched.folder)
     assert result.code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0]
@@ -168,7 +168,7 @@ def test_read_commands_report_missing_study_or_database(
 
 def test_changed_search_space_is_refused(launched: Launched) -> None:
     before = len(launched.study().trials)
-    result = run_cli(
+    result = run_cli_here(
         "launch", launched.sweep, "--set", "search_space.dropout=0.1", cwd=launched.folder
     )
     assert result.code == 2

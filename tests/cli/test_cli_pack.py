@@ -19,7 +19,7 @@ from regsweep.engine.recipe import BatchOrder, train_config
 from regsweep.insight.export import export_best
 from regsweep.insight.studyview import require_config
 from tests.cli.test_cli_launch import AGGRESSIVE_PRUNER, sweep_file
-from tests.conftest import IdxData, run_cli
+from tests.conftest import IdxData, run_cli, run_cli_here
 from tests.engine.test_pack import TOLERANCE
 from tests.processes import reaped, regsweep, start, wait_until
 
@@ -131,12 +131,12 @@ def test_packed_attrs_match_a_solo_launch(tiny_idx: IdxData, tmp_path: Path) -> 
 
 def test_bad_pack_is_one_line_naming_the_flag(tiny_idx: IdxData, tmp_path: Path) -> None:
     sweep = sweep_file(tiny_idx, tmp_path)
-    result = run_cli("validate", sweep, "--pack", "0", cwd=tmp_path)
+    result = run_cli_here("validate", sweep, "--pack", "0", cwd=tmp_path)
     assert result.code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--pack" in lines[0] and "1" in lines[0], result.stderr
     assert not (tmp_path / "study.db").exists()
-    ok = run_cli("validate", sweep, "--pack", "8", cwd=tmp_path)
+    ok = run_cli_here("validate", sweep, "--pack", "8", cwd=tmp_path)
     assert ok.code == 0 and "up to 8 trials at once" in ok.stdout, ok.stderr
 
 

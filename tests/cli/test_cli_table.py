@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import regsweep
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_here
 from tests.data.tabular import DIABETES, mixed_table
 
 
@@ -54,7 +54,7 @@ def test_csv_sweep_export_and_predict_raw_rows(tmp_path: Path) -> None:
     )
     launched = run_cli("launch", sweep, cwd=tmp_path)
     assert launched.code == 0, launched.stderr
-    listed = run_cli("trials", sweep, cwd=tmp_path)
+    listed = run_cli_here("trials", sweep, cwd=tmp_path)
     assert listed.code == 0 and "val acc" in listed.stdout
     exported = run_cli("export", sweep, "-o", "best", cwd=tmp_path)
     assert exported.code == 0, exported.stderr
@@ -90,10 +90,10 @@ def test_regression_csv_packed_through_the_cli(tmp_path: Path) -> None:
     launched = run_cli("launch", sweep, cwd=tmp_path)
     assert launched.code == 0, launched.stderr
     assert "val_rmse" in launched.stdout and "val_r2" in launched.stdout
-    listed = run_cli("trials", sweep, cwd=tmp_path)
+    listed = run_cli_here("trials", sweep, cwd=tmp_path)
     assert "val rmse" in listed.stdout and "val r2" in listed.stdout
     assert "val acc" not in listed.stdout
-    best = run_cli("best", sweep, cwd=tmp_path)
+    best = run_cli_here("best", sweep, cwd=tmp_path)
     assert "best_val_rmse" in best.stdout and "best_val_accuracy" not in best.stdout
     exported = run_cli("export", sweep, "-o", "best", cwd=tmp_path)
     assert exported.code == 0, exported.stderr
@@ -137,7 +137,7 @@ def test_bad_table_is_one_line_exit_2_and_no_study(tmp_path: Path, case: str) ->
     (tmp_path / "broken.csv").write_text("a,b,diagnosis\n1,2,x\n3,4,y\n5,6,7,8\n")
     keys, key, words = BAD[case]
     sweep = table_sweep(tmp_path, {"path": "t.csv", **keys})
-    result = run_cli("launch", sweep, cwd=tmp_path)
+    result = run_cli_here("launch", sweep, cwd=tmp_path)
     assert result.code == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -166,6 +166,6 @@ def test_data_keys_are_checked_by_validate(
 ) -> None:
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump({"data": data}))
-    result = run_cli("validate", sweep, cwd=tmp_path)
+    result = run_cli_here("validate", sweep, cwd=tmp_path)
     assert result.code == 2 and words in result.stderr and "data" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

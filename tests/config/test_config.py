@@ -1,5 +1,9 @@
 """Bad input, as a user meets it: one line naming the key and the allowed values, exit 2,
-no traceback, and no study in the database. Plus the precedence of every settings source."""
+no traceback, and no study in the database. Plus the precedence of every settings source.
+
+Most cases run the real CLI in this process (``run_cli_here``); a few run it as a new
+``regsweep`` process (``run_cli``), so that the process's own exit status and stderr are
+checked end to end too."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from regsweep.config.loading import STORAGE_ENV, load_sweep, parse_set, resolve_
 from regsweep.errors import ConfigError
 from regsweep.storage.settings import DEFAULT_STORAGE
 from regsweep.sweep.study import build_pruner, build_sampler
-from tests.conftest import CliResult, IdxData, idx_sweep, run_cli
+from tests.conftest import CliResult, IdxData, idx_sweep, run_cli, run_cli_here
 
 # urllib honours these: a proxy on a closed local port makes "no network" certain and instant,
 # even on a machine that could reach the MNIST mirrors.
@@ -155,7 +159,7 @@ def test_bad_value_is_one_line_and_creates_no_study(
     tiny_idx: IdxData, tmp_path: Path, key: str, value: Any, fragments: list[str]
 ) -> None:
     sweep = write(tmp_path, mutate(idx_sweep(tiny_idx, tmp_path), key, value))
-    result = run_cli("launch", sweep, cwd=tmp_path)
+    result = run_cli_here("launch", sweep, cwd=tmp_path)
     assert_one_line_error(result, *fragments)
     assert studies_in(tmp_path / "study.db") == []
     assert not (tmp_path / "study.db").exists()  # nothing is opened before the input is valid
@@ -185,7 +189,7 @@ def test_missing_file(tmp_path: Path) -> None:
 )
 def test_unreadable_yaml(tmp_path: Path, text: str, fragments: list[str]) -> None:
     sweep = write(tmp_path, text)
-    result = run_cli("launch", sweep, cwd=tmp_path)
+    result = run_cli_here("launch", sweep, cwd=tmp_path)
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "hacked").exists()
     assert not (tmp_path / "regsweep.db").exists()
@@ -225,9 +229,9 @@ def test_debug_shows_the_traceback(tiny_idx: IdxData, tmp_path: Path) -> None:
 
 def test_set_override_errors_name_their_origin(tiny_idx: IdxData, tmp_path: Path) -> None:
     sweep = write(tmp_path, idx_sweep(tiny_idx, tmp_path))
-    result = run_cli("launch", sweep, "--set", "train.max_epochs=0", cwd=tmp_path)
+    result = run_cli_here("launch", sweep, "--set", "train.max_epochs=0", cwd=tmp_path)
     assert_one_line_error(result, "--set train.max_epochs", "greater than or equal to 1")
-    result = run_cli("launch", sweep, "--set", "train.max_epochs", cwd=tmp_path)
+    result = run_cli_here("launch", sweep, "--set", "train.max_epochs", cwd=tmp_path)
     assert_one_line_error(result, "expected key.path=value")
     assert not (tmp_path / "study.db").exists()
 
@@ -236,15 +240,15 @@ def test_a_bad_storage_url_is_blamed_on_where_it_came_from_and_never_shows_a_pas
     tiny_idx: IdxData, tmp_path: Path
 ) -> None:
     sweep = write(tmp_path, idx_sweep(tiny_idx, tmp_path))
-    from_env = run_cli("launch", sweep, cwd=tmp_path, env={"REGSWEEP_STORAGE": "study.db"})
+    from_env = run_cli_here("launch", sweep, cwd=tmp_path, env={"REGSWEEP_STORAGE": "study.db"})
     assert_one_line_error(from_env, "REGSWEEP_STORAGE: study.storage", "did you mean")
     # A slash short of a URL: not parseable, but its password is still hidden.
     typo = "postgresql+psycopg:/u:s3cr3t@db/x"
     for command in ("validate", "launch"):
-        result = run_cli(command, sweep, "--storage", typo, cwd=tmp_path)
+        result = run_cli_here(command, sweep, "--storage", typo, cwd=tmp_path)
         assert_one_line_error(result, "--storage: study.storage", "u:***@db", "not a database URL")
         assert "s3cr3t" not in result.stdout + result.stderr
-    into = run_cli(
+    into = run_cli_here(
         "launch", sweep, "--set", "study.storage.x=1", cwd=tmp_path,
         env={"REGSWEEP_STORAGE": "postgresql+psycopg://u:s3cr3t@db/x"},
     )  # fmt: skip
@@ -266,14 +270,14 @@ def test_command_line_mistakes_are_one_line_errors(
     tiny_idx: IdxData, tmp_path: Path, args: list[str], fragments: list[str]
 ) -> None:
     sweep = write(tmp_path, idx_sweep(tiny_idx, tmp_path))
-    result = run_cli(*(str(sweep) if a == "SWEEP" else a for a in args), cwd=tmp_path)
+    result = run_cli_here(*(str(sweep) if a == "SWEEP" else a for a in args), cwd=tmp_path)
     assert_one_line_error(result, *fragments, "--help")
     assert not (tmp_path / "study.db").exists()
 
 
 def test_validate_prints_budget_and_runs_nothing(tiny_idx: IdxData, tmp_path: Path) -> None:
     sweep = write(tmp_path, idx_sweep(tiny_idx, tmp_path))
-    result = run_cli("validate", sweep, "--n-trials", "7", cwd=tmp_path)
+    result = run_cli_here("validate", sweep, "--n-trials", "7", cwd=tmp_path)
     assert result.code == 0, result.stderr
     assert "7 trials x 4 epochs = 28 epochs" in result.stdout
     assert not (tmp_path / "study.db").exists()

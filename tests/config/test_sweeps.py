@@ -8,7 +8,7 @@ import pytest
 
 from regsweep.config.loading import load_sweep
 from regsweep.sweep.study import build_pruner, build_sampler
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli_here
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 
@@ -29,7 +29,7 @@ def test_sweep_file_loads_and_builds(path: Path) -> None:
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_regsweep_validate_accepts_sweep_file(path: Path, tmp_path: Path) -> None:
-    result = run_cli("validate", path, cwd=tmp_path)
+    result = run_cli_here("validate", path, cwd=tmp_path)
     assert result.code == 0, result.stderr
     assert f"{path}: valid." in result.stdout
     assert not list(tmp_path.iterdir())  # validate writes nothing, not even a database

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.browser import full_page_screenshot, headless_chromium
-from tests.conftest import IdxData, idx_sweep, run_cli
+from tests.conftest import IdxData, idx_sweep, run_cli, run_cli_here
 from tests.processes import (
     cli_env,
     free_port,
@@ -114,7 +114,7 @@ def test_dashboard_serves_the_study_over_http_on_localhost_only(
 
 
 def test_dashboard_refuses_a_missing_database_without_creating_it(tmp_path: Path) -> None:
-    result = run_cli("dashboard", "--storage", "sqlite:///missing.db", cwd=tmp_path)
+    result = run_cli_here("dashboard", "--storage", "sqlite:///missing.db", cwd=tmp_path)
     assert result.code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --storage: no database at missing.db")

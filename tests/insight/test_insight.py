@@ -31,7 +31,7 @@ from regsweep.insight.paths import stored_paths
 from regsweep.storage.rdb import build_storage
 from regsweep.sweep.study import open_study
 from tests.browser import full_page_screenshot, headless_chromium
-from tests.conftest import IdxData, idx_sweep, run_cli
+from tests.conftest import IdxData, idx_sweep, run_cli, run_cli_here
 
 # One torch thread per process: on a shared 2-core machine more threads only contend.
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -317,13 +317,13 @@ def load_sweep_dict(raw: dict[str, Any], folder: Path) -> regsweep.SweepConfig:
 @pytest.mark.parametrize("command", ["report", "ablate", "export"])
 def test_study_without_finished_trials_is_one_line(unfinished: str, command: str, tmp_path) -> None:
     output = [] if command == "ablate" else ["-o", tmp_path / "out"]
-    result = run_cli(command, "--storage", unfinished, *output, env=ENV)
+    result = run_cli_here(command, "--storage", unfinished, *output, env=ENV)
     assert_one_line_error(result, "no completed trial", "1 pruned")
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_study_is_one_line(unfinished: str, tmp_path: Path) -> None:
-    result = run_cli(
+    result = run_cli_here(
         "report", "--storage", unfinished, "--study", "nope", "-o", tmp_path / "r.html"
     )
     assert_one_line_error(result, "no study named 'nope'", "unfinished")
@@ -332,9 +332,9 @@ def test_unknown_study_is_one_line(unfinished: str, tmp_path: Path) -> None:
 def test_unwritable_outputs_are_one_line_and_write_nothing(sweep: Sweep, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    report = run_cli("report", sweep.path, "-o", blocker / "report.html")
+    report = run_cli_here("report", sweep.path, "-o", blocker / "report.html")
     assert_one_line_error(report, "-o", "cannot write")
-    export = run_cli("export", sweep.path, "-o", blocker)
+    export = run_cli_here("export", sweep.path, "-o", blocker)
     assert_one_line_error(export, "-o", "not a folder")
     assert blocker.read_text() == "not a folder"
 
