@@ -30,8 +30,10 @@ lint: setup  ## ruff, and the layering contract (import-linter)
 typecheck: setup
 	$(BIN)/mypy
 
+# One pytest worker per core, up to 4; each test file runs whole on one of them, so that
+# a module's shared fixture (the compose stack, a trained sweep) is set up once.
 unit: setup
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile $(ARGS)
 
 test: lint typecheck unit
 

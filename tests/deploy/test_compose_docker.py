@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MNIST_T10K, REPO, skip_or_fail
+from tests.conftest import FIGURES, MNIST_T10K, REPO, skip_or_fail
 from tests.processes import free_port, http_get
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]  # cold: builds about 4 min
@@ -401,20 +401,34 @@ def env_values(folder: Path) -> tuple[Path, dict[str, str]]:
     return env_file, values
 
 
+_said: list[str] = []  # under xdist: this test's figures, until its report carries them
+
+
 @pytest.fixture(scope="module")
 def say(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """Figures go straight to the terminal, also when the test passes."""
+    """Figures go straight to the terminal, also when the test passes. An xdist worker has
+    no terminal: each test's report carries them to the one that prints (conftest.py)."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
 
     def write(line: str) -> None:
-        if reporter is None or capture is None:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            _said.append(line)
+        elif reporter is None or capture is None:
             print(line)
-            return
-        with capture.global_and_fixture_disabled():  # as capsys.disabled() does
-            reporter.write_line(line)
+        else:
+            with capture.global_and_fixture_disabled():  # as capsys.disabled() does
+                reporter.write_line(line)
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _figures_in_the_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if _said:
+        request.node.user_properties.append((FIGURES, "\n".join(_said)))
+        _said.clear()
 
 
 @pytest.fixture(scope="module")
