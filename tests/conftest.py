@@ -29,21 +29,23 @@ POSTGRES_URL = os.environ.get(
 # A test's figures (the compose test's PASS/INFO lines), carried in its report's
 # user_properties from an xdist worker, which has no terminal, to the one that prints.
 FIGURES = "figures"
-_terminal: Any = None
+_config: pytest.Config | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _terminal
-    _terminal = config.pluginmanager.get_plugin("terminalreporter")
+    global _config
+    _config = config
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "teardown" or _terminal is None:
+    # Looked up now: the terminal reporter registers itself after this conftest's configure.
+    terminal = _config.pluginmanager.get_plugin("terminalreporter") if _config else None
+    if report.when != "teardown" or terminal is None:
         return
     for name, value in report.user_properties:
         if name == FIGURES:
-            _terminal.write_line(f"\n{report.nodeid}")
-            _terminal.write_line(str(value))
+            terminal.write_line(f"\n{report.nodeid}")
+            terminal.write_line(str(value))
 
 
 @pytest.fixture(autouse=True, scope="session")
