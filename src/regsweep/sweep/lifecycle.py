@@ -372,7 +372,7 @@ class Lifecycle:
                 type(exc).__name__,
                 detail,
             )
-            return [n for n in held if n in self._requeued]
+            return list(self._requeued)
 
     def fail_and_requeue(self, reason: str) -> list[int]:
         """End every held trial as FAIL and queue it again; returns their numbers.
