@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -146,6 +148,65 @@ def test_an_interrupted_trial_never_counts_even_if_its_retry_was_not_queued(
     trial.set_user_attr(INTERRUPTED_ATTR, True)
     study.tell(trial, state=TrialState.FAIL)
     assert usage(study).finished == 0
+
+
+# A worker that recovers a stale trial in two writes (FAIL, then the retry's INSERT), and
+# is SIGKILLed between them: the kill the admitting chaos test once landed by chance.
+KILLED_WHILE_RECOVERING = """
+import os, signal, sys
+import optuna, sqlalchemy
+from regsweep.storage.rdb import build_storage
+from regsweep.storage.settings import HeartbeatSettings
+from regsweep.sweep.lifecycle import Lifecycle
+
+storage = build_storage(sys.argv[1], HeartbeatSettings(interval=1, grace_period=2, max_retry=5))
+study = optuna.load_study(study_name=sys.argv[2], storage=storage)
+
+@sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+def die_before_the_retry(conn, cursor, statement, *args):
+    if statement.startswith("INSERT INTO trials "):  # a retry's row: the FAILs are committed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+with Lifecycle(study, storage, n_trials=2) as life:
+    life.take()
+sys.exit("no retry was ever inserted")
+"""
+
+
+def test_a_worker_killed_while_recovering_leaves_no_failure_without_its_retry(
+    tmp_path: Path,
+) -> None:
+    """Before: the FAIL without a retry counted as a finished trial, and nobody retried it;
+    a survivor ended the study short of its budget. Now the next take queues the retry."""
+    storage = sqlite_storage(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="recovering")
+    dead = []
+    for _ in range(2):  # two trials of a worker that died after one heartbeat
+        trial = study.ask()
+        trial.suggest_float("x", -1, 1)
+        storage.record_heartbeat(private.trial_id(trial))
+        dead.append(trial)
+    time.sleep(FAST.grace_period + 1.2)
+    recovering = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_RECOVERING, storage.url, study.study_name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert recovering.returncode == -signal.SIGKILL, recovering.stderr
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
+
+    with Lifecycle(study, storage, n_trials=2) as life:
+        retries = [life.take(), life.take()]
+        assert None not in retries, "the failed trials were counted as finished, not retried"
+        for trial in retries:
+            assert trial is not None
+            life.tell(trial, value=trial.params["x"] ** 2)
+        assert life.take() is None  # the two retries are the whole budget
+    trials = study.get_trials()
+    assert sorted(retried_number(t) for t in trials if t.state == TrialState.COMPLETE) == [0, 1]
+    assert [t.params for t in trials[2:]] == [t.params for t in dead]
+    assert usage(study).finished == 2
 
 
 def test_the_budget_lock_is_shared_between_processes_without_heartbeats(

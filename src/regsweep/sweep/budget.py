@@ -51,9 +51,14 @@ class Usage:
         return self.finished + self.running + self.waiting
 
 
+def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """The numbers of the trials that some trial of ``trials`` retries."""
+    return {n for n in (retried_number(t) for t in trials) if n is not None}
+
+
 def usage(study: optuna.Study) -> Usage:
     trials = study.get_trials(deepcopy=False)
-    retried = {n for n in (retried_number(t) for t in trials) if n is not None}
+    retried = retried_numbers(trials)
     finished = sum(1 for t in trials if t.state in _FINISHED and not _freed(t, retried))
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     waiting = sum(1 for t in trials if t.state == TrialState.WAITING)

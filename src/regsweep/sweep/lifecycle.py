@@ -17,6 +17,7 @@ short drivers over it. What it adds to Optuna's loop is what a sweep service nee
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -41,7 +42,7 @@ from regsweep.signals import (
 )
 from regsweep.storage import private
 from regsweep.storage.locks import study_lock
-from regsweep.sweep.budget import INTERRUPTED_ATTR, RETRY_ATTR, Usage, usage
+from regsweep.sweep.budget import INTERRUPTED_ATTR, RETRY_ATTR, Usage, retried_numbers, usage
 
 log = logging.getLogger("regsweep")
 
@@ -54,6 +55,17 @@ FAIL_REASON_ATTR = "fail_reason"
 
 # How often a worker with nothing left to take looks again at trials running elsewhere.
 WAIT_POLL_S = 2.0
+
+# The fail reason of a trial whose worker is gone. Every path that fails a trial writes
+# its own reason, so a failed trial with this one was failed by heartbeat recovery (a
+# retry inherits its parent's attributes, but not its state).
+STALE_REASON = "its worker sent no heartbeat"
+STALE_CAUSES = "(killed, out of memory, or cut off from the database)"
+
+
+def failed_as_stale(trial: FrozenTrial) -> bool:
+    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+    return trial.state == TrialState.FAIL and str(reason).startswith(STALE_REASON)
 
 
 def worker_name() -> str:
@@ -244,7 +256,11 @@ class Lifecycle:
         """Fail the trials whose worker stopped sending heartbeats, and queue their retries.
 
         Optuna's ``fail_stale_trials`` does this too, but without saying why a trial
-        failed and without the trials that died before their first heartbeat.
+        failed and without the trials that died before their first heartbeat. Failing a
+        trial and queuing its retry are two writes, and a worker can be killed between
+        them; so the retries are queued for every trial failed as stale that has none yet,
+        not only for those failed just now. The study lock (held by :meth:`take`) makes
+        this run in one worker at a time, so each failure gets one retry.
         """
         storage = self.storage
         assert isinstance(storage, optuna.storages.RDBStorage)
@@ -254,10 +270,7 @@ class Lifecycle:
         grace = private.grace_period_s(storage)
         failed = []
         for trial_id in private.stale_trial_ids(storage, study_id):
-            reason = (
-                f"its worker sent no heartbeat for over {grace:g} s "
-                "(killed, out of memory, or cut off from the database)"
-            )
+            reason = f"{STALE_REASON} for over {grace:g} s {STALE_CAUSES}"
             try:
                 storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
                 if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
@@ -265,9 +278,14 @@ class Lifecycle:
             except UpdateFinishedTrialError:
                 pass  # another worker recovered it first, or its worker told it just now
         callback = storage.get_heartbeat_stale_trial_callback()
-        for trial_id in failed:
-            if callback is not None:
-                callback(self.study, storage.get_trial(trial_id))  # queues the retry
+        if callback is not None:
+            trials = self.study.get_trials(deepcopy=False)
+            retried = retried_numbers(trials)
+            for trial in trials:
+                if failed_as_stale(trial) and trial.number not in retried:
+                    # A copy: the callback appends to the trial's own retry history list.
+                    # It queues nothing once the chain is max_retry long.
+                    callback(self.study, copy.deepcopy(trial))
         return failed
 
     # -- telling ------------------------------------------------------------------------
