@@ -32,6 +32,7 @@ import sqlalchemy
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from regsweep.sweep.lifecycle import GIVEN_BACK_REASON
 from tests.conftest import IdxData, idx_sweep, make_idx_dataset
 from tests.processes import Proc, StudyWatch, reaped, regsweep, start, unique_name, wait_until
 
@@ -275,10 +276,14 @@ def budget_problems(
     print(f"failed trials: {len(failed)}, each retried once: {retried_once}")
     for trial in failed:
         numbers = retries.get(trial.number, [])
-        if len(numbers) != 1:
+        # A trial taken beyond the budget while its worker's lock was lost is given back:
+        # the trial another worker took meanwhile stands in for it.
+        wanted = 0 if trial.user_attrs.get("fail_reason") == GIVEN_BACK_REASON else 1
+        if len(numbers) != wanted:
             problems.append(
                 f"{describe(trial, workers, ages, started)} has retries {numbers} "
-                "(a failed trial must be retried exactly once, or the budget miscounts it)"
+                f"(a failed trial must be retried {'never' if wanted == 0 else 'exactly once'}, "
+                "or the budget miscounts it)"
             )
     for before, numbers in sorted(retries.items()):
         target = by_number.get(before)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -29,7 +30,7 @@ from regsweep.signals import (
     sigterm_as_exception,
 )
 from regsweep.storage import private
-from regsweep.storage.locks import creation_lock, study_lock
+from regsweep.storage.locks import advisory_key, creation_lock, study_lock
 from regsweep.storage.rdb import build_storage
 from regsweep.storage.settings import HeartbeatSettings
 from regsweep.sweep.budget import INTERRUPTED_ATTR, RETRY_ATTR, retried_number, usage
@@ -281,6 +282,58 @@ def test_sigterm_after_a_swallowed_ctrl_c_ends_as_sigterm() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGTERM)  # then the scheduler stops the worker
         raise_pending_interrupt()
+
+
+@pytest.mark.postgres
+def test_a_study_lock_lost_while_taking_a_trial_never_overdraws_the_budget(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the session that holds a worker's study lock (``pg_terminate_backend``,
+    a restart) after the worker checked the budget and before its ``ask``. The advisory
+    lock ends with the session, so a second worker checks the same free slot and takes it.
+    Before: two trials RUNNING for a budget of one. Now the first checks again and gives
+    its trial back."""
+    name = unique_name("lost-lock")
+    storage = build_storage(postgres_url, FAST)
+    study = optuna.create_study(storage=storage, study_name=name)
+    other_storage = build_storage(postgres_url, FAST)  # another worker: its own engine
+    other_study = optuna.load_study(study_name=name, storage=other_storage)
+    admin = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.NullPool)
+    taken_by_other: list[optuna.Trial | None] = []
+    ask = study.ask
+
+    def ask_after_the_lock_is_lost() -> optuna.Trial:
+        # Only the ask's instant is chosen here; the session's end and the other worker
+        # are real. The lock's holder is found by its key, as other tests share the server.
+        with admin.connect() as connection:
+            ended = connection.execute(
+                sqlalchemy.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = "
+                    "'advisory' AND granted AND classid = 0 AND objid = CAST(:key AS oid)"
+                ),
+                {"key": advisory_key(name)},
+            ).scalars()
+            assert list(ended) == [True]
+        with Lifecycle(other_study, other_storage, n_trials=1) as other:
+            taken_by_other.append(other.take())  # waits until the server has ended it
+        return ask()
+
+    study.ask = ask_after_the_lock_is_lost  # type: ignore[method-assign]
+    try:
+        with Lifecycle(study, storage, n_trials=1) as life:
+            assert life.take() is None
+            assert life.running == {}
+        (kept,) = taken_by_other
+        assert kept is not None
+        trials = optuna.load_study(study_name=name, storage=postgres_url).get_trials()
+        assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL]
+        assert trials[0].number == kept.number
+        assert trials[1].user_attrs[INTERRUPTED_ATTR] is True  # it never counts
+        assert usage(study).used == 1
+        assert caplog.text.count(f"trial {trials[1].number} given back") == 1
+    finally:
+        admin.dispose()
+        optuna.delete_study(study_name=name, storage=postgres_url)
 
 
 @pytest.mark.postgres

@@ -65,15 +65,44 @@ def lock_path(url: URL, what: str) -> str:
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 
 
+class HeldLock:
+    """A lock this process holds. ``intact()`` says whether it has been held all along:
+    a file or in-process lock always is; a PostgreSQL advisory lock ends with its session."""
+
+    def __init__(self, connection: sqlalchemy.Connection | None = None) -> None:
+        self._connection = connection
+        self.lost = False  # its session was seen to have ended
+
+    def intact(self) -> bool:
+        if self._connection is None or self.lost:
+            return not self.lost
+        try:
+            # A session lock lives as long as its session: a session that still answers
+            # has held it since it was taken.
+            self._connection.execute(text("SELECT 1"))
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            self.lost = True
+        return not self.lost
+
+
+def advisory_key(study_name: str) -> int:
+    """The PostgreSQL advisory lock key of a study's budget lock."""
+    return zlib.crc32(f"regsweep:{study_name}".encode())
+
+
 @contextlib.contextmanager
-def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[HeldLock]:
     """Hold a lock on ``study_name`` shared by every process using ``storage``.
 
     SQLite: a lock file beside the database, one per study. PostgreSQL: a session
-    advisory lock, which the server releases by itself if the worker's connection dies.
-    Other storages (in-memory, for tests): a lock within this process. Give the storage
-    itself, not ``study._storage``: Optuna wraps an RDB storage in a cache, which would
-    silently get the process-local lock (``private.study_storage`` unwraps it).
+    advisory lock, which the server releases by itself if the worker's connection dies
+    (and then another worker may take it while this one still runs inside: ask the
+    yielded lock whether it stayed ``intact()``). Other storages (in-memory, for tests):
+    a lock within this process. Give the storage itself, not ``study._storage``: Optuna
+    wraps an RDB storage in a cache, which would silently get the process-local lock
+    (``private.study_storage`` unwraps it).
     """
     if isinstance(storage, optuna.storages.RDBStorage):
         url = storage.engine.url
@@ -81,19 +110,18 @@ def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterato
             from filelock import FileLock
 
             with FileLock(lock_path(url, f"study-{zlib.crc32(study_name.encode()):08x}")):
-                yield
+                yield HeldLock()
             return
         if url.get_backend_name() == "postgresql":
-            key = zlib.crc32(f"regsweep:{study_name}".encode())
-            with _advisory_lock(storage.engine, key):
-                yield
+            with _advisory_lock(storage.engine, advisory_key(study_name)) as held:
+                yield held
             return
     with _LOCAL_LOCKS.setdefault(study_name, threading.Lock()):
-        yield
+        yield HeldLock()
 
 
 @contextlib.contextmanager
-def _advisory_lock(engine: sqlalchemy.Engine, key: int) -> Iterator[None]:
+def _advisory_lock(engine: sqlalchemy.Engine, key: int) -> Iterator[HeldLock]:
     """A session advisory lock that survives its connection being killed around it.
 
     If the server ends the session (``pg_terminate_backend``, a restart) the lock ends
@@ -109,12 +137,14 @@ def _advisory_lock(engine: sqlalchemy.Engine, key: int) -> Iterator[None]:
             connection.close()
             if attempt == 2 or not exc.connection_invalidated:
                 raise
+    held = HeldLock(connection)
     try:
-        yield
+        yield held
     finally:
         try:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-            connection.commit()
+            if not held.lost:  # a lost lock is nothing to undo
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise

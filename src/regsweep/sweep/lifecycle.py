@@ -61,6 +61,8 @@ WAIT_POLL_S = 2.0
 # retry inherits its parent's attributes, but not its state).
 STALE_REASON = "its worker sent no heartbeat"
 STALE_CAUSES = "(killed, out of memory, or cut off from the database)"
+# The fail reason of a trial taken beyond the budget by a worker whose study lock was lost.
+GIVEN_BACK_REASON = "given back: taken beyond the budget while its worker's study lock was lost"
 
 
 def failed_as_stale(trial: FrozenTrial) -> bool:
@@ -207,22 +209,54 @@ class Lifecycle:
             return None
         # A signal landing inside the lock would leave the lock held on a pooled connection
         # or an asked trial untracked: it waits until the trial is in self.running.
-        with signals_deferred(raise_after=False), study_lock(self.storage, self.study.study_name):
+        with (
+            signals_deferred(raise_after=False),
+            study_lock(self.storage, self.study.study_name) as lock,
+        ):
             if self.heartbeat.enabled:
                 self.recover_stale()
-            used = self._last = usage(self.study)
-            self._budget_full = used.waiting == 0 and used.used >= self.n_trials
-            if self._budget_full:
-                self.outcome.reason = f"budget of {self.n_trials} trials reached"
+            if not self._budget_has_room():
                 return None
             trial = self.study.ask()  # takes a queued (retried) trial first, if any
             self.running[trial.number] = trial
             self.heartbeat.add(trial)
+            lock_held = lock.intact()
+        if not lock_held and not self._confirm(trial):
+            return None if self._budget_full else self.take()
         raise_pending_interrupt()  # one that came while the trial was being taken
         trial.set_user_attr(WORKER_ATTR, worker_name())
         if self.listener is not None:
             self.listener.trial_started(trial)
         return trial
+
+    def _budget_has_room(self) -> bool:
+        used = self._last = usage(self.study)
+        self._budget_full = used.waiting == 0 and used.used >= self.n_trials
+        if self._budget_full:
+            self.outcome.reason = f"budget of {self.n_trials} trials reached"
+        return not self._budget_full
+
+    def _confirm(self, trial: optuna.Trial) -> bool:
+        """Keep ``trial``, taken while the study lock was lost, only if the budget allows.
+
+        The server ended the lock's session (a restart, ``pg_terminate_backend``) between
+        the budget check and the ask, so another worker may have checked the same free
+        slot and taken it too. Checked again under the lock: a trial beyond the budget is
+        given back, failed as one that never counts (``INTERRUPTED_ATTR``) and not
+        queued again, since the trial the other worker took stands in for it.
+        """
+        with signals_deferred(raise_after=False), study_lock(self.storage, self.study.study_name):
+            used = usage(self.study)
+            if used.used <= self.n_trials:
+                return True
+            self._fail(trial, GIVEN_BACK_REASON, interrupted=True)
+            self._budget_has_room()  # without the trial given back
+        log.warning(
+            "trial %d given back: this worker lost its database session (and the study "
+            "lock) while taking it, and another worker took the last free slot meanwhile",
+            trial.number,
+        )
+        return False
 
     def should_wait(self) -> bool:
         """Nothing to take now, but trials run elsewhere: if their worker dies, a survivor
