@@ -210,6 +210,43 @@ def test_a_worker_killed_while_recovering_leaves_no_failure_without_its_retry(
     assert usage(study).finished == 2
 
 
+def test_an_interrupted_trial_is_queued_again_before_another_worker_can_take_its_slot(
+    tmp_path: Path,
+) -> None:
+    """Failing an interrupted trial frees its slot, and queuing its retry takes the slot
+    back: two writes. Before: a worker taking between them saw a free slot and asked a new
+    trial, and the retry then put the study one trial over its budget. Now both writes
+    happen under the study lock, and the other worker takes the retry."""
+    storage = sqlite_storage(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="requeue")
+    other_storage = sqlite_storage(tmp_path)  # another worker, with its own connections
+    other_study = optuna.load_study(study_name="requeue", storage=other_storage)
+    enqueue = study.enqueue_trial
+    takers: list[threading.Thread] = []
+    taken_by_other: list[optuna.Trial | None] = []
+
+    def enqueue_while_another_worker_takes(*args: object, **kwargs: object) -> None:
+        # Only the instant is chosen here: the other worker and its lock are real.
+        with Lifecycle(other_study, other_storage, n_trials=1) as other:
+            taker = threading.Thread(target=lambda: taken_by_other.append(other.take()))
+            takers.append(taker)
+            taker.start()
+            taker.join(3)  # before the fix, it takes the freed slot at once
+            enqueue(*args, **kwargs)  # type: ignore[arg-type]
+
+    with Lifecycle(study, storage, n_trials=1) as life:
+        trial = life.next_trial()
+        assert trial is not None
+        trial.suggest_float("x", -1, 1)
+        study.enqueue_trial = enqueue_while_another_worker_takes  # type: ignore[method-assign]
+        assert life.fail_and_requeue("terminated (SIGTERM)") == [trial.number]
+    takers[0].join(30)
+    (taken,) = taken_by_other
+    assert taken is not None
+    assert usage(study).used == 1, [(t.number, t.state.name) for t in study.get_trials()]
+    assert retried_number(study.get_trials()[taken.number]) == trial.number
+
+
 def test_the_budget_lock_is_shared_between_processes_without_heartbeats(
     tmp_path: Path,
 ) -> None:

@@ -435,11 +435,18 @@ class Lifecycle:
         instant it lands on, even if this process dies before the retry is queued.
         """
         requeued = self._requeued = []
-        for trial in list(self.running.values()):
-            if not self._fail(trial, reason, interrupted=True):
-                continue
-            self.study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
-            requeued.append(trial.number)
+        if not self.running:
+            return requeued
+        # Under the study lock: once failed, a trial no longer counts, and its retry counts
+        # in its place; a worker taking in between would see a free slot, and the retry
+        # would then put the study one trial over its budget.
+        with study_lock(self.storage, self.study.study_name):
+            for trial in list(self.running.values()):
+                if not self._fail(trial, reason, interrupted=True):
+                    continue
+                retry = {RETRY_ATTR: trial.number}
+                self.study.enqueue_trial(dict(trial.params), user_attrs=retry)
+                requeued.append(trial.number)
         return requeued
 
     def _fail(self, trial: optuna.Trial, reason: str, *, interrupted: bool = False) -> bool:
