@@ -57,7 +57,11 @@ def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
 
 
 def usage(study: optuna.Study) -> Usage:
-    trials = study.get_trials(deepcopy=False)
+    return usage_of(study.get_trials(deepcopy=False))
+
+
+def usage_of(trials: list[FrozenTrial]) -> Usage:
+    """:func:`usage` of trials already read (one read serves a take's every check)."""
     retried = retried_numbers(trials)
     finished = sum(1 for t in trials if t.state in _FINISHED and not _freed(t, retried))
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)

@@ -42,7 +42,14 @@ from regsweep.signals import (
 )
 from regsweep.storage import private
 from regsweep.storage.locks import study_lock
-from regsweep.sweep.budget import INTERRUPTED_ATTR, RETRY_ATTR, Usage, retried_numbers, usage
+from regsweep.sweep.budget import (
+    INTERRUPTED_ATTR,
+    RETRY_ATTR,
+    Usage,
+    retried_numbers,
+    usage,
+    usage_of,
+)
 
 log = logging.getLogger("regsweep")
 
@@ -213,9 +220,8 @@ class Lifecycle:
             signals_deferred(raise_after=False),
             study_lock(self.storage, self.study.study_name) as lock,
         ):
-            if self.heartbeat.enabled:
-                self.recover_stale()
-            if not self._budget_has_room():
+            trials = self.recover_stale() if self.heartbeat.enabled else None
+            if not self._budget_has_room(trials):
                 return None
             trial = self.study.ask()  # takes a queued (retried) trial first, if any
             self.running[trial.number] = trial
@@ -229,8 +235,8 @@ class Lifecycle:
             self.listener.trial_started(trial)
         return trial
 
-    def _budget_has_room(self) -> bool:
-        used = self._last = usage(self.study)
+    def _budget_has_room(self, trials: list[FrozenTrial] | None = None) -> bool:
+        used = self._last = usage(self.study) if trials is None else usage_of(trials)
         self._budget_full = used.waiting == 0 and used.used >= self.n_trials
         if self._budget_full:
             self.outcome.reason = f"budget of {self.n_trials} trials reached"
@@ -286,8 +292,9 @@ class Lifecycle:
         """Nothing left to take or wait for: record why the loop ends."""
         self.outcome.budget_reached = self._budget_full
 
-    def recover_stale(self) -> list[int]:
-        """Fail the trials whose worker stopped sending heartbeats, and queue their retries.
+    def recover_stale(self) -> list[FrozenTrial]:
+        """Fail the trials whose worker stopped sending heartbeats, and queue their retries;
+        returns the study's trials as they are afterwards.
 
         Optuna's ``fail_stale_trials`` does this too, but without saying why a trial
         failed and without the trials that died before their first heartbeat. Failing a
@@ -302,25 +309,26 @@ class Lifecycle:
             self._study_id = storage.get_study_id_from_name(self.study.study_name)
         study_id = self._study_id
         grace = private.grace_period_s(storage)
-        failed = []
         for trial_id in private.stale_trial_ids(storage, study_id):
             reason = f"{STALE_REASON} for over {grace:g} s {STALE_CAUSES}"
             try:
                 storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
-                if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                    failed.append(trial_id)
+                storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 pass  # another worker recovered it first, or its worker told it just now
+        trials = self.study.get_trials(deepcopy=False)
         callback = storage.get_heartbeat_stale_trial_callback()
-        if callback is not None:
-            trials = self.study.get_trials(deepcopy=False)
-            retried = retried_numbers(trials)
-            for trial in trials:
-                if failed_as_stale(trial) and trial.number not in retried:
-                    # A copy: the callback appends to the trial's own retry history list.
-                    # It queues nothing once the chain is max_retry long.
-                    callback(self.study, copy.deepcopy(trial))
-        return failed
+        if callback is None:
+            return trials
+        stale = [t for t in trials if failed_as_stale(t)]  # cheap: most studies have none
+        retried = retried_numbers(trials) if stale else set()
+        unretried = [t for t in stale if t.number not in retried]
+        for trial in unretried:
+            # A copy: the callback appends to the trial's own retry history list. It
+            # queues nothing once the chain is max_retry long.
+            callback(self.study, copy.deepcopy(trial))
+        # Read again only if retries may have been queued: most takes find none to queue.
+        return self.study.get_trials(deepcopy=False) if unretried else trials
 
     # -- telling ------------------------------------------------------------------------
 
