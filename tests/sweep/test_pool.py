@@ -92,6 +92,8 @@ def test_ctrl_c_or_sigterm_stops_every_worker_and_leaves_no_running_trial(
     for trial in watch.trials():
         if trial.state == TrialState.FAIL:
             assert trial.user_attrs["fail_reason"] == reason
+    failed = sorted(t.number for t in watch.trials() if t.state == TrialState.FAIL)
+    assert f"trials {failed[0]}, {failed[1]} marked failed and queued again" in out, out
     for pid in pids:  # every worker has exited, none left behind
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

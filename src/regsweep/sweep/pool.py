@@ -31,7 +31,7 @@ from regsweep.signals import Terminated, note_requeued, sigterm_as_exception
 from regsweep.storage.locks import study_lock
 from regsweep.storage.rdb import build_storage
 from regsweep.storage.urls import parse_url, redact
-from regsweep.sweep.budget import INTERRUPTED_ATTR, usage
+from regsweep.sweep.budget import INTERRUPTED_ATTR, retried_numbers, usage
 from regsweep.sweep.lifecycle import RunOutcome
 from regsweep.sweep.progress import SweepProgress
 from regsweep.sweep.study import build_pruner, build_sampler, open_study
@@ -216,11 +216,20 @@ def _stop(pool: list[Worker], sig: signal.Signals) -> None:
 
 
 def _interrupted_since(study: optuna.Study, done_before: set[int]) -> list[int]:
-    """The trials the stopped workers failed and queued again."""
+    """The trials the stopped workers failed and queued again.
+
+    Interrupted and retried: a trial given back (taken beyond the budget while its
+    worker's lock was lost) is interrupted too, but nothing retries it.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
     return [
         t.number
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if t.number not in done_before and t.user_attrs.get(INTERRUPTED_ATTR)
+        for t in trials
+        if t.state == TrialState.FAIL
+        and t.number not in done_before
+        and t.user_attrs.get(INTERRUPTED_ATTR)
+        and t.number in retried
     ]
 
 
