@@ -37,7 +37,8 @@ import torch
 from regsweep.config.loading import load_sweep
 from regsweep.config.regularization import Regularization
 from regsweep.config.schema import SweepConfig
-from regsweep.data.prepare import TEST_SPLIT_SEED, split_rows
+from regsweep.data.resample import holdout
+from regsweep.data.sources import TEST_SPLIT_SEED
 from regsweep.data.splits import load_splits
 from regsweep.data.tables import read_table
 from regsweep.engine.fit import evaluate
@@ -122,7 +123,7 @@ def boosting(config: SweepConfig) -> tuple[float, float]:
         x[column] = x[column].astype("category")
     y = data.train.y.to_numpy()
     assert config.data.test_fraction is not None
-    rest, held = split_rows(len(y), config.data.test_fraction, y, data.task, TEST_SPLIT_SEED)
+    rest, held = holdout(y, config.data.test_fraction, data.task, TEST_SPLIT_SEED)
     if data.task == "classification":
         model: Any = HistGradientBoostingClassifier(random_state=config.study.seed)
         model.fit(x.iloc[rest], y[rest])

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from regsweep.config.schema import REGULARIZERS, DataConfig
-from regsweep.data.splits import _read_torchvision
+from regsweep.data.vision import read_mnist
 from regsweep.signals import sigterm_as_exception
 from regsweep.sweep.budget import retried_number, usage
 from tests.conftest import IdxData, idx_sweep, make_idx_dataset
@@ -401,7 +401,7 @@ def test_workers_sharing_a_data_folder_download_mnist_once(
 
     def worker() -> None:
         start_together.wait()
-        shapes.append(_read_torchvision(config)[0].shape)
+        shapes.append(read_mnist(config)[0].shape)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
