@@ -57,7 +57,7 @@ MinEffectOpt = Annotated[
         "--min-effect",
         metavar="X",
         help="Smallest effect that matters: a loss difference (0.01) or a share of the best "
-        "trial's loss ('5%'); verdict.min_effect.",
+        "config's loss ('5%'); verdict.min_effect.",
     ),
 ]
 # The older name of --repeats, kept for scripts: a repetition now also draws fresh rows.
@@ -297,7 +297,7 @@ COLOURS = {
 
 
 def _print_verdict(result: dict[str, Any]) -> None:
-    from regsweep.insight.verdict import design_line, findings, unit
+    from regsweep.insight.verdict import design_line, findings, reference_line, unit
 
     out.print(f"[bold]verdict[/] (trial {result['trial']}, {unit(result, len(result['seeds']))})")
     for finding in findings(result):
@@ -310,6 +310,9 @@ def _print_verdict(result: dict[str, Any]) -> None:
             out.print(
                 f"    [dim]why:[/] {escape(finding.evidence)}", highlight=False, soft_wrap=True
             )
+    reference = reference_line(result)
+    if reference:
+        out.print(f"[cyan]◆[/] {escape(reference)}", highlight=False, soft_wrap=True)
     out.print(f"[dim]{escape(design_line(result))}[/]", highlight=False, soft_wrap=True)
     out.print()
 

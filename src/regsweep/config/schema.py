@@ -362,7 +362,7 @@ class SearchSpace(_Section):
 
 
 def parse_min_effect(value: Any) -> float | str:
-    """``0.01`` (in the loss's own units) or ``"5%"`` (of the best trial's loss), checked."""
+    """``0.01`` (in the loss's own units) or ``"5%"`` (of the best config's loss), checked."""
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
             share = float(value.strip()[:-1])
@@ -370,14 +370,14 @@ def parse_min_effect(value: Any) -> float | str:
             share = math.nan
         if not 0 < share < 100:
             raise ValueError(
-                f"{value!r} is not allowed (allowed: a share of the best loss such as '5%', "
-                "between 0% and 100%, or a loss difference such as 0.01)"
+                f"{value!r} is not allowed (allowed: a share of the best config's loss such as "
+                "'5%', between 0% and 100%, or a loss difference such as 0.01)"
             )
         return f"{share:g}%"
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(
             f"{value!r} is not allowed (allowed: a loss difference > 0 such as 0.01, or a "
-            "share of the best loss such as '5%')"
+            "share of the best config's loss such as '5%')"
         )
     if not math.isfinite(float(value)):
         raise ValueError(f"{value!r} is not allowed (allowed: a finite number > 0)")
@@ -389,7 +389,8 @@ class VerdictConfig(_Section):
     resumed study may change it freely."""
 
     # The smallest effect that matters: an effect whose interval lies inside ±min_effect
-    # is negligible. A share of the best trial's loss ("5%"), or a loss difference.
+    # is negligible. A share of the best config's loss ("5%"; ablate measures it on its
+    # first look's assessment rows), or a loss difference.
     min_effect: float | str = "5%"
     # ablate adds repetitions, one round of `folds` at a time, until every effect is
     # decided or this many have run.
@@ -404,7 +405,7 @@ class VerdictConfig(_Section):
         return parse_min_effect(value)
 
     def min_effect_for(self, best_loss: float) -> float:
-        """``min_effect`` in the loss's units, given the best trial's loss."""
+        """``min_effect`` in the loss's units, given the best config's loss."""
         return min_effect_value(self.min_effect, best_loss)
 
 

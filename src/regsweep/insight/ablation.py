@@ -27,6 +27,8 @@ from regsweep.config.schema import REGULARIZERS, VerdictConfig
 from regsweep.insight.decisions import LookPlan, Sequential
 from regsweep.insight.effects import Effect, mean_interval, paired_effect
 from regsweep.insight.metrics import LOWER_IS_BETTER, METRICS, format_value, metrics_in
+from regsweep.insight.reference import REFERENCE
+from regsweep.insight.reference import applies as reference_applies
 from regsweep.insight.retrain import Engine, Retrainer
 from regsweep.insight.studyview import effective, off_values, require_best, require_config
 
@@ -131,7 +133,6 @@ def run_ablation(
     assert best.value is not None
     max_epochs = config.train.max_epochs
     rows = variants(best.params, max_epochs)
-    min_effect = verdict.min_effect_for(best.value)
     plan = plan_for(verdict, repeats)
     # Fail fast on bad data (and too few rows for the folds) before any worker starts.
     has_test = repetition_splits(config, 0).test_x is not None
@@ -149,7 +150,9 @@ def run_ablation(
     if on_start is not None:
         on_start(len(unique) * plan.looks[-1])
     runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in unique.values()}
-    sequential = Sequential(plan, tested, min_effect)
+    with_reference = reference_applies(config)
+    references: list[dict[str, Any]] = []
+    sequential: Sequential | None = None
     result: dict[str, Any] = {}
     done = 0
     with Retrainer(
@@ -158,10 +161,14 @@ def run_ablation(
         workers=workers,
         engine=engine,
         on_run=None if on_run is None else (lambda key, run: on_run(by_key[key], run)),
+        reference=with_reference,
     ) as retrainer:
         for index, target in enumerate(plan.looks):
             for key, found in retrainer.run(range(done, target)).items():
-                runs[key].extend(found)
+                if key == REFERENCE:
+                    references.extend(found)
+                else:
+                    runs[key].extend(found)
             done = target
             result = summarize(
                 rows=rows,
@@ -169,6 +176,11 @@ def run_ablation(
                 same_as=same_as,
                 max_epochs=max_epochs,
             )
+            if sequential is None:
+                # A share is of the best config's assessment loss, as first measured: the
+                # best trial's own value is flattered by its selection (winner's curse).
+                reference = _mean([run.get(HEADLINE) for run in runs["best"]]) or best.value
+                sequential = Sequential(plan, tested, verdict.min_effect_for(reference))
             stopped = sequential.look(headline_effects(result, tested), done)
             if on_look is not None:
                 decisions = {name: sequential.decision(name) for name in tested}
@@ -176,6 +188,7 @@ def run_ablation(
             if stopped:
                 break
         test_rows = retrainer.test_rows
+    assert sequential is not None  # the plan has at least one look
     result.update(
         design=DESIGN,
         headline=HEADLINE,
@@ -185,7 +198,7 @@ def run_ablation(
         seeds=[run["seed"] for run in runs["best"]],
         folds=verdict.folds,
         ratio=correction_ratio(result["rows"][0]["runs"]),
-        min_effect=min_effect,
+        min_effect=sequential.min_effect,
         min_effect_spec=verdict.min_effect,
         alpha=plan.alpha,
         mode="fixed" if repeats is not None else "sequential",
@@ -195,6 +208,7 @@ def run_ablation(
         tested=tested,
         verdicts=sequential.verdicts(),
         test_check=_test_check(test_rows, same_as) if has_test else {},
+        reference=_reference(references, runs["best"]) if with_reference else None,
         has_test=has_test,
         max_epochs=max_epochs,
         engine=engine,
@@ -248,6 +262,26 @@ def summarize(
                 "val_loss": runs[0]["val_loss_curve"],
             }
     return {"metrics": list(measured), "rows": out_rows, "curves": curves}
+
+
+def _reference(references: list[dict[str, Any]], best: list[dict[str, Any]]) -> dict[str, Any]:
+    """Gradient boosting's mean scores, and its paired difference from the best config on
+    the headline (corrected resampled t, 95%): reference − best config."""
+    metrics = metrics_in(references)
+    by_rep = {run["repetition"]: run for run in references}
+    paired = [run for run in best if run["repetition"] in by_rep]
+    effect = paired_effect(
+        [by_rep[run["repetition"]].get(HEADLINE) for run in paired],
+        [run.get(HEADLINE) for run in paired],
+        ratio=correction_ratio(best),
+    )
+    return {
+        "model": references[0]["model"] if references else None,
+        "mean": {m: _mean([run.get(m) for run in references]) for m in metrics},
+        "best_mean": {m: _mean([run.get(m) for run in paired]) for m in metrics},
+        "effect": effect.as_dict(),
+        "repetitions": len(references),
+    }
 
 
 def correction_ratio(runs: list[dict[str, Any]]) -> float:

@@ -25,7 +25,7 @@ NOTE = (
 
 def upgrade(old: dict[str, Any]) -> dict[str, Any]:
     """``old`` (seeds, validation rows) in the form ``insight.verdict`` reads."""
-    from regsweep.insight.ablation import headline_effects, findings_to_test
+    from regsweep.insight.ablation import findings_to_test, headline_effects
 
     result = dict(old)
     result.update(design=LEGACY_DESIGN, headline="val_loss", ratio=0.0, min_effect=0.0)

@@ -23,7 +23,7 @@ from regsweep.insight.metrics import LOWER_IS_BETTER, label
 from regsweep.insight.paths import headline as path_headline
 from regsweep.insight.paths import point_effect
 from regsweep.insight.sections import Cell, FindingItem, Findings, Section
-from regsweep.insight.verdict import design_line, findings, headline, why_rows
+from regsweep.insight.verdict import design_line, findings, headline, reference_line, why_rows
 from regsweep.sweep.progress import format_param
 
 
@@ -59,6 +59,9 @@ def verdict_section(ablation: dict[str, Any] | None, best: FrozenTrial, name: st
     section.parts.append(
         Findings([FindingItem(f.word, f.sentence, f.evidence) for f in findings(ablation)])
     )
+    reference = reference_line(ablation)
+    if reference:
+        section.note(reference, strong="Should an MLP be used here at all?")
     section.meta(design_line(ablation))
     engine = "One pack per repetition" if ablation.get("engine") == "packed" else "One model"
     section.meta(

@@ -78,20 +78,14 @@ def measure(
     reg: Regularization,
     splits: Splits,
     max_epochs: int,
-    *,
-    repetition: int,
-    seed: int,
-    init: str,
+    identity: dict[str, Any],
 ) -> dict[str, Any]:
     """What a retrain reports: metrics on every split, the gap, sparsity and its story."""
     from regsweep.engine.fit import evaluate, row_losses
     from regsweep.engine.model import weight_sparsity
 
     early_stopping = reg.patience < max_epochs
-    run: dict[str, Any] = {
-        **_identity(splits, repetition, seed, init),
-        **dict.fromkeys(metric_names(splits.task, STAGES)),
-    }
+    run: dict[str, Any] = {**identity, **dict.fromkeys(metric_names(splits.task, STAGES))}
     for stage in STAGES:
         found = splits.stage(stage)
         if found is not None:
@@ -101,9 +95,10 @@ def measure(
         run[TEST_ROWS] = row_losses(model, *test)
     # The training loss of the measured weights in eval mode (no dropout, running BN
     # statistics): the same footing as the assessment loss, so the gap is overfitting,
-    # not dropout's noise.
+    # not dropout's noise. Splits without assessment rows (the sweep's): on validation.
     run["train_loss"] = evaluate(model, splits.train_x, splits.train_y)[0]
-    run["gap"] = run["assess_loss"] - run["train_loss"]
+    scored = run["assess_loss"] if splits.assess_y is not None else run["val_loss"]
+    run["gap"] = scored - run["train_loss"]
     run.update(
         weights="best epoch" if early_stopping else "last epoch",
         epochs_run=result.epochs_run,
@@ -117,9 +112,8 @@ def measure(
     return run
 
 
-def _identity(splits: Splits, repetition: int, seed: int, init: str) -> dict[str, Any]:
+def identity(splits: Splits, repetition: int, seed: int, init: str) -> dict[str, Any]:
     """What makes runs of one repetition paired: the same rows, seed and initial weights."""
-    assert splits.assess_y is not None
     return {
         "repetition": repetition,
         "seed": seed,
@@ -127,15 +121,13 @@ def _identity(splits: Splits, repetition: int, seed: int, init: str) -> dict[str
         "init": init,
         "n_fit": len(splits.train_y),
         "n_val": len(splits.val_y),
-        "n_assess": len(splits.assess_y),
+        "n_assess": len(splits.assess_y) if splits.assess_y is not None else 0,
     }
 
 
-def _diverged(
-    splits: Splits, repetition: int, seed: int, init: str, result: FitResult
-) -> dict[str, Any]:
+def _diverged(ident: dict[str, Any], result: FitResult) -> dict[str, Any]:
     return {
-        **_identity(splits, repetition, seed, init),
+        **ident,
         "diverged": True,
         "epochs_run": result.epochs_run,
         "train_loss_curve": [m.train_loss for m in result.history],
@@ -166,35 +158,39 @@ def retrain_solo(config_json: str, params: dict[str, Any], repetition: int) -> d
     reg = Regularization.from_params(params)
     max_epochs = config.train.max_epochs
     model = paired_model(config, splits, reg, seed)
-    init = init_digest(model)
+    ident = identity(splits, repetition, seed, init_digest(model))
     try:
         result = fit(
             model, splits, config.train, reg, seed=seed, restore_best=reg.patience < max_epochs
         )
     except TrialDiverged:
-        return _diverged(splits, repetition, seed, init, FitResult())
-    return measure(
-        model, result, reg, splits, max_epochs, repetition=repetition, seed=seed, init=init
-    )
+        return _diverged(ident, FitResult())
+    return measure(model, result, reg, splits, max_epochs, ident)
 
 
 def retrain_pack(config_json: str, jobs: list[Job], repetition: int) -> dict[str, dict[str, Any]]:
     """Train every variant in ``jobs`` in one repetition as one pack; returns each one's run."""
+    config = SweepConfig.model_validate_json(config_json)
+    splits = repetition_splits(config, repetition)
+    return pack_runs(config, splits, jobs, repetition_seed(config, repetition), repetition)
 
+
+def pack_runs(
+    config: SweepConfig, splits: Splits, jobs: list[Job], seed: int, repetition: int = -1
+) -> dict[str, dict[str, Any]]:
+    """Train every variant in ``jobs`` on ``splits`` with ``seed`` as one pack: the same
+    initial weights (``recipe.paired_model``), batch order and dropout streams for all."""
     from regsweep.engine.pack import Pack
     from regsweep.engine.recipe import paired_model
 
-    config = SweepConfig.model_validate_json(config_json)
-    splits = repetition_splits(config, repetition)
-    seed = repetition_seed(config, repetition)
     max_epochs = config.train.max_epochs
     pack = Pack(config, splits, shuffle_seed=seed)
     regs: dict[Hashable, Regularization] = {}
-    inits: dict[Hashable, str] = {}
+    idents: dict[Hashable, dict[str, Any]] = {}
     for key, params in jobs:
         regs[key] = reg = Regularization.from_params(params)
         model = paired_model(config, splits, reg, seed)
-        inits[key] = init_digest(model)
+        idents[key] = identity(splits, repetition, seed, init_digest(model))
         pack.admit(key, reg, seed, model=model)
     runs: dict[str, dict[str, Any]] = {}
     while len(pack):
@@ -214,18 +210,9 @@ def retrain_pack(config_json: str, jobs: list[Job], repetition: int) -> dict[str
         for member_key, result in pack.release({e.key for e in ended}):
             key = str(member_key)
             if key in diverged:
-                runs[key] = _diverged(splits, repetition, seed, inits[key], result)
+                runs[key] = _diverged(idents[key], result)
             else:
-                runs[key] = measure(
-                    models[key],
-                    result,
-                    regs[key],
-                    splits,
-                    max_epochs,
-                    repetition=repetition,
-                    seed=seed,
-                    init=inits[key],
-                )
+                runs[key] = measure(models[key], result, regs[key], splits, max_epochs, idents[key])
     return runs
 
 
@@ -244,9 +231,13 @@ class Retrainer:
         workers: int | None = None,
         engine: Engine = "packed",
         on_run: RunDone | None = None,
+        reference: bool = False,
     ) -> None:
         self.config_json = config.model_dump_json()
+        # Gradient boosting on each repetition's rows, beside the verdict (insight.reference).
+        self.reference = reference
         self.jobs = jobs
+        self.job_keys = {key for key, _ in jobs}
         self.engine: Engine = engine
         self.on_run = on_run
         self.workers = max(1, workers or os.cpu_count() or 1)
@@ -281,6 +272,11 @@ class Retrainer:
                 for r in indices
                 for key, params in self.jobs
             ]
+        if self.reference:
+            from regsweep.insight.reference import REFERENCE, reference_run
+
+            runs[REFERENCE] = []
+            tasks += [(reference_run, (self.config_json, r), REFERENCE) for r in indices]
 
         def record(value: Any, key_of: str | None) -> None:
             # A pack returns all its jobs' runs at once; a solo task one run, of one job.
@@ -288,7 +284,7 @@ class Retrainer:
             for key, run in found.items():
                 self._add_test_rows(key, run.pop(TEST_ROWS, None))
                 runs[key].append(run)
-                if self.on_run is not None:
+                if self.on_run is not None and key in self.job_keys:
                     self.on_run(key, run)
 
         pool = self._pool(len(tasks))

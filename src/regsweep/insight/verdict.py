@@ -407,7 +407,7 @@ def design_line(result: dict[str, Any]) -> str:
     looks = result["looks"]
     tested = len(result["tested"])
     spec = result.get("min_effect_spec")
-    share = f" ({spec} of the best trial's loss)" if isinstance(spec, str) else ""
+    share = f" ({spec} of the best config's assessment loss)" if isinstance(spec, str) else ""
     planned = len(result.get("planned_looks", [])) or len(looks)
     how = (
         f"{len(looks)} look{'s' if len(looks) != 1 else ''} of {planned} planned (alpha spending)"
@@ -421,6 +421,38 @@ def design_line(result: dict[str, Any]) -> str:
         "which chose nothing; intervals are Nadeau and Bengio's corrected resampled t, "
         f"adjusted for {tested} tests (Holm) and {how}. Smallest effect that matters: "
         f"±{format_value(result['headline'], float(result['min_effect']))}{share}."
+    )
+
+
+def reference_line(result: dict[str, Any]) -> str:
+    """Gradient boosting beside the best config on the same rows ("" when none was fitted)."""
+    reference = result.get("reference")
+    if not reference or not reference.get("mean"):
+        return ""
+    ours, theirs = reference["best_mean"], reference["mean"]
+    metric = headline(result)
+    effect = Effect.from_dict(reference["effect"])
+    parts = [
+        f"{label(metric)} {format_value(metric, theirs.get(metric))} vs the best config's "
+        f"{format_value(metric, ours.get(metric))}"
+    ]
+    if effect.has_interval:
+        parts[0] += (
+            f" (difference {format_value(metric, effect.mean, signed=True)}, 95% CI "
+            f"{format_value(metric, effect.low, signed=True)} to "
+            f"{format_value(metric, effect.high, signed=True)})"
+        )
+    for name in ("assess_accuracy", "assess_rmse", "assess_r2", "test_loss", "test_accuracy"):
+        if theirs.get(name) is not None and ours.get(name) is not None:
+            parts.append(
+                f"{label(name).removeprefix('assessment ')} {format_value(name, theirs[name])} vs "
+                f"{format_value(name, ours[name])}"
+            )
+    return (
+        f"Reference, not a regularizer: gradient boosting (scikit-learn's {reference['model']}, "
+        f"defaults) on the same rows over {reference['repetitions']} repetitions: "
+        + "; ".join(parts)
+        + "."
     )
 
 
@@ -444,4 +476,5 @@ def verdict_markdown(result: dict[str, Any], study_name: str) -> str:
         result=result,
         findings=findings(result),
         design=design_line(result),
+        reference=reference_line(result),
     )
