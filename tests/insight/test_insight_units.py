@@ -22,11 +22,11 @@ from regsweep.insight.ablation import (
     ABLATION_ATTR,
     METRICS,
     effects_of,
+    findings_to_test,
     headline_effects,
     run_ablation,
     stored_ablation,
     summarize,
-    findings_to_test,
     variants,
 )
 from regsweep.insight.decisions import LookPlan, Sequential
