@@ -1,13 +1,13 @@
 """Verdict wall time: ablate until decided (the default cap) against the seeds design it replaced.
 
-python benchmarks/verdict_time.py --baseline DIR [--rounds 3]
+python benchmarks/verdict_time.py [--baseline-commit 5b55b95] [--rounds 3]
 
 ``sweeps/breast_cancer.yaml``'s 30-trial sweep, once; then, on copies of its database,
 interleaved over ``--rounds``: ``regsweep ablate`` as shipped (repetitions in rounds of
 5 until every effect is decided, at most 30, one pack per repetition, both cores), and
 the ablate of the commit it replaced (``--seeds 3`` and ``--seeds 5``: seeds on the
-sweep's own split, one pack per seed), run from a checkout of that commit given as
-``--baseline`` (``git worktree add DIR 5b55b95``). Each is the whole command as a user
+sweep's own split, one pack per seed), run from that commit's source (``git archive``
+into a temporary folder; the installed packages are shared). Each is the whole command as a user
 runs it, from process start to exit. The sweep is made by the baseline's ``launch``
 (the older code cannot read a study this version created; this version reads both).
 """
@@ -50,12 +50,20 @@ def regsweep(source: Path, *args: str, cwd: Path) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", type=Path, required=True, help="checkout of the old commit")
+    parser.add_argument("--baseline-commit", default="5b55b95", help="the commit replaced")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    baseline = args.baseline.resolve()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
+        baseline = work / "baseline"
+        baseline.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", args.baseline_commit, "src"],
+            cwd=benchlib.REPO,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
         # The sweep file names its CSV relative to the repository: run from there.
         shutil.copytree(benchlib.REPO / "sweeps", work / "sweeps")
         db = work / "sweep.db"
@@ -99,7 +107,8 @@ def main() -> None:
     benchlib.write_section(
         "verdict_time",
         "Verdict wall time: until decided vs the seeds design",
-        f"python benchmarks/verdict_time.py --baseline DIR --rounds {args.rounds}",
+        f"python benchmarks/verdict_time.py --baseline-commit {args.baseline_commit} "
+        f"--rounds {args.rounds}",
         body,
     )
 

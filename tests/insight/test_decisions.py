@@ -12,6 +12,7 @@ import pytest
 from regsweep.data.resample import repetition
 from regsweep.insight.decisions import (
     LookPlan,
+    cap_to_decide,
     Sequential,
     holm,
     judge,
@@ -110,6 +111,11 @@ def test_repetitions_to_decide_by_hand() -> None:
     # effect of 0.01, no number of repetitions decides it.
     floored = Effect(5, 0.05, -0.1, 0.2, sd=0.1, ratio=0.25)
     assert repetitions_to_decide(floored, 0.05, 0.01) is None
+    # The cap to suggest: one fixed look in a family of one spends all of 0.05, so 18;
+    # in a family of two it is judged at 0.025 and needs more.
+    assert cap_to_decide(effect, LookPlan.fixed(5), 1, 1e-6) == 18
+    assert cap_to_decide(effect, LookPlan.fixed(5), 2, 1e-6) > 18  # type: ignore[operator]
+    assert cap_to_decide(floored, LookPlan.sequential(5, 5, 30), 1, 0.01) is None
 
 
 def test_the_spending_plan_by_hand() -> None:

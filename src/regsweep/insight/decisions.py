@@ -194,6 +194,37 @@ class LookPlan:
         before = pocock_spending(self.looks[index - 1] / cap, self.alpha) if index else 0.0
         return pocock_spending(self.looks[index] / cap, self.alpha) - before
 
+    @property
+    def is_fixed(self) -> bool:
+        return len(self.looks) == 1
+
+    def with_cap(self, cap: int) -> LookPlan:
+        """The same plan run up to ``cap`` repetitions (one look at ``cap`` if fixed)."""
+        if self.is_fixed:
+            return LookPlan.fixed(cap, self.alpha)
+        step = self.looks[1] - self.looks[0]
+        return LookPlan.sequential(self.looks[0], step, cap, self.alpha)
+
+    def last_level(self, family: int) -> float:
+        """The per-test level of the last look for a Holm family of ``family`` open effects."""
+        return self.alpha_at(len(self.looks) - 1) / max(1, family)
+
+
+def cap_to_decide(
+    effect: Effect, plan: LookPlan, family: int, min_effect: float, *, limit: int = 1000
+) -> int | None:
+    """The smallest cap (``--max-repeats``, or ``--repeats`` for a fixed plan) whose last
+    look could decide ``effect`` at the mean and spread seen, in a Holm family of
+    ``family`` open effects; None if none up to ``limit`` could (the correction's floor)."""
+    step = 1 if plan.is_fixed else plan.looks[1] - plan.looks[0]
+    start = max(plan.looks[-1], effect.n)
+    for cap in range(start, limit + 1, step):
+        candidate = plan.with_cap(cap)
+        found = repetitions_to_decide(effect, candidate.last_level(family), min_effect, limit=cap)
+        if found is not None:
+            return cap
+    return None
+
 
 class Sequential:
     """The decisions of one verdict over its looks, as ``ablate`` takes them.
@@ -261,7 +292,7 @@ class Sequential:
         looks = self.plan.looks
         if index == len(looks) - 1:
             return "cap" if len(looks) > 1 else "fixed"
-        level = self.plan.alpha_at(len(looks) - 1) / len(open_)
+        level = self.plan.last_level(len(open_))
         if index >= 1 and all(
             repetitions_to_decide(self.latest[n].effect, level, self.min_effect, limit=looks[-1])
             is None
@@ -272,21 +303,23 @@ class Sequential:
 
     def verdicts(self) -> dict[str, dict[str, object]]:
         """Each effect's decision: as first decided at a look, or undecided at the last one
-        with roughly how many more repetitions would decide it (None: no number would)."""
+        with the cap that would roughly decide it at the spread seen (``cap``, and ``more``
+        repetitions than were run; None: no cap up to 1,000 would)."""
         out: dict[str, dict[str, object]] = {}
+        open_ = self.open
         for name in self.names:
             if name in self.decided:
                 out[name] = self.decided[name]
                 continue
             judged = self.latest[name]
-            needed = repetitions_to_decide(
-                judged.effect, 1.0 - judged.effect.confidence, self.min_effect
-            )
+            cap = cap_to_decide(judged.effect, self.plan, len(open_), self.min_effect)
             out[name] = {
                 **judged.as_dict(),
                 "repetitions": self.repetitions,
                 "look": len(self.looks),
-                "more": None if needed is None else max(0, needed - self.repetitions),
+                "cap": cap,
+                "more": None if cap is None else max(0, cap - self.repetitions),
+                "fixed": self.plan.is_fixed,
             }
         return out
 

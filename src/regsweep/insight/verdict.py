@@ -201,13 +201,15 @@ def _sentence(
         )
     else:
         done = int(stored.get("repetitions") or effect.n)
+        flag = "--repeats" if stored.get("fixed") else "--max-repeats"
         then = (
             f"about {more} more repetitions would decide it at the spread seen "
-            f"(ablate --max-repeats {done + more})"
+            f"(ablate {flag} {stored.get('cap') or done + more})"
         )
+    bare = ci.removesuffix(f", {runs}")  # the count is said already
     return (
         f"{_cap(title)}: undecided after {runs}: without it {what} changes by {diff} "
-        f"({ci}){extra}; {then}."
+        f"({bare}){extra}; {then}."
     )
 
 
