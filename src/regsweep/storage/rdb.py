@@ -7,6 +7,7 @@ one SQLite file, and server connections that are dropped or recycled.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import socket
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -130,6 +131,23 @@ for _name in _NOT_RETRIED + _RETRIED:
     )
 
 
+class FreshRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose worker died, without the dead run's user attributes.
+
+    Optuna's callback copies every user attribute of the failed trial onto its retry:
+    the ``fail_reason`` (optuna-dashboard shows them all, so a retry that completed read
+    as failed there), the learning curves and the ``worker`` of the dead run, and a budget
+    flag of a trial whose worker died while failing it. They describe that run, which
+    keeps them; the retry records its own as it runs. Its parameters and Optuna's
+    ``retry_history`` (the chain of trials it retries) carry over as before.
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        fresh = copy.deepcopy(trial)  # the callback appends to the retry history it reads
+        fresh.user_attrs = {}
+        super().__call__(study, fresh)
+
+
 def application_name() -> str:
     """How this process shows in ``pg_stat_activity``: which worker holds which connection."""
     return f"regsweep {socket.gethostname()}:{os.getpid()}"[:63]
@@ -165,9 +183,7 @@ def build_storage(
         heartbeat_kwargs = {
             "heartbeat_interval": heartbeat.interval,
             "grace_period": heartbeat.grace_period,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=heartbeat.max_retry
-            ),
+            "heartbeat_stale_trial_callback": FreshRetry(max_retry=heartbeat.max_retry),
         }
     try:
         with creation_lock(parsed):

@@ -65,7 +65,7 @@ WAIT_POLL_S = 2.0
 
 # The fail reason of a trial whose worker is gone. Every path that fails a trial writes
 # its own reason, so a failed trial with this one was failed by heartbeat recovery (a
-# retry inherits its parent's attributes, but not its state).
+# retry starts without its parent's attributes: storage.rdb.FreshRetry).
 STALE_REASON = "its worker sent no heartbeat"
 STALE_CAUSES = "(killed, out of memory, or cut off from the database)"
 # The fail reason of a trial taken beyond the budget by a worker whose study lock was lost.
