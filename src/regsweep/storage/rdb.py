@@ -193,9 +193,13 @@ def build_storage(
             if parsed.get_backend_name() == "sqlite":
                 _enable_wal(storage.engine)
     except SQLAlchemyError as exc:
+        line = error_line(exc)
         raise StorageError(
-            f"study.storage: cannot open {redact(url)} ({error_line(exc)}); "
-            "check that the database server is running and the URL is right"
+            f"study.storage: cannot open {redact(url)} ({line}); "
+            + (
+                full_server_hint(line)
+                or "check that the database server is running and the URL is right"
+            )
         ) from None
     except RuntimeError as exc:
         if "schema" in str(exc) or "upgrade" in str(exc):
@@ -223,6 +227,31 @@ def _enable_wal(engine: sqlalchemy.Engine) -> None:
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     engine.dispose()  # connections opened before the listener get it when reopened
+
+
+# How PostgreSQL refuses a connection once it holds as many as it may: max_connections
+# ("sorry, too many clients already"), the slots kept for superusers ("remaining connection
+# slots are reserved for ..."), or a role's or a database's CONNECTION LIMIT.
+_FULL_SERVER = (
+    "too many clients",
+    "remaining connection slots are reserved",
+    "too many connections for",
+)
+# Connections one worker opens: the engine's pool (pool_size + max_overflow, see
+# engine_kwargs), plus one for a moment at start-up (table creation's lock).
+MAX_CONNECTIONS_PER_WORKER = 7
+
+
+def full_server_hint(line: str) -> str | None:
+    """What to do when the server refused a connection because it is full, else None."""
+    if not any(text in line for text in _FULL_SERVER):
+        return None
+    return (
+        "the server takes no more connections: each regsweep worker holds 2 or 3 (at most "
+        f"{MAX_CONNECTIONS_PER_WORKER}), so raise the server's max_connections (or the role's or "
+        "database's CONNECTION LIMIT), run fewer workers, or put a pooler in session mode in "
+        "front of it (README: 'Many workers on one PostgreSQL')"
+    )
 
 
 def error_line(exc: BaseException) -> str:
