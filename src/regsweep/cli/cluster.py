@@ -179,3 +179,68 @@ def slurm(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@command
+def kubernetes(
+    sweep: SweepArg,
+    image: Annotated[
+        str,
+        typer.Option(
+            "--image", metavar="IMAGE", help="The regsweep image the pods run (the Dockerfile's)."
+        ),
+    ],
+    workers: ClusterWorkersOpt = 1,
+    study: StudyOpt = None,
+    n_trials: NTrialsOpt = None,
+    timeout: TimeoutOpt = None,
+    pack: PackOpt = None,
+    set_: SetOpt = None,
+    cpus_per_worker: CpusOpt = 1,
+    mem: Annotated[
+        str, typer.Option("--mem", metavar="SIZE", help="Memory per worker, e.g. 4Gi.")
+    ] = "2Gi",
+    gpus_per_worker: GpusOpt = 0,
+    external_database: Annotated[
+        bool,
+        typer.Option(
+            "--external-database",
+            help="No in-cluster PostgreSQL: the Secret holds a managed server's URL.",
+        ),
+    ] = False,
+    db_storage: Annotated[
+        str,
+        typer.Option("--db-storage", metavar="SIZE", help="The database's volume, e.g. 10Gi."),
+    ] = "10Gi",
+    output: OutputOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write the Kubernetes manifests of a sweep: PostgreSQL, the sweep file, N workers as an
+    Indexed Job, and the dashboard (kubectl port-forward only)."""
+    from regsweep.sweep import kubernetes as k8s
+
+    sets = set_ or []
+    # The storage comes from the Secret in the cluster; the sweep file's is not used.
+    own = [s for s in sets if "study.storage" not in parse_set([s])]
+    config = _resolve(sweep, own, None, study, n_trials, timeout, pack)
+    options = k8s.KubernetesOptions(
+        workers=workers,
+        image=image,
+        cpus_per_worker=cpus_per_worker,
+        mem=mem,
+        gpus_per_worker=gpus_per_worker,
+        external_database=external_database,
+        db_storage=db_storage,
+    )
+    objects = k8s.manifests(config, sweep.read_text(), options, sets=own, debug=debug)
+    text = k8s.render(objects, config, options)
+    if output is None:
+        out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+        return
+    _write(text, output)
+    err.print(
+        f"wrote {output}: create the Secret {k8s.SECRET} once (see the file's first lines), "
+        f"then kubectl apply -f {output}",
+        highlight=False,
+        soft_wrap=True,
+    )
