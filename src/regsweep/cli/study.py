@@ -149,14 +149,20 @@ def watch(
                 study_obj = find_study(db, None, ref.url)
             else:
                 study_obj = wait_for_study(db, ref.url, ref.name, err, interval)
-            config = config or config_of(study_obj)
-            budget_n = n_trials or (config.study.n_trials if config else None)
-            if config is None or budget_n is None:
+            # The budget and grace period as the sweep file says now (they may change
+            # between runs); the epochs as the study was made (a resume cannot change them).
+            stored = config_of(study_obj)
+            current = config or stored
+            if current is None:
                 raise StudyError(
-                    f"--n-trials: study {study_obj.study_name!r} was not made by regsweep, so "
-                    "it stores no budget; give the sweep file or --n-trials N"
+                    f"--study: study {study_obj.study_name!r} was not made by regsweep, so it "
+                    "stores no budget or epochs; give the sweep file it runs"
                 )
-            budget = Budget(budget_n, config.train.max_epochs, config.study.grace_period)
+            budget = Budget(
+                n_trials or current.study.n_trials,
+                (stored or current).train.max_epochs,
+                current.study.grace_period,
+            )
             follow(study_obj, db, budget, console=err, interval_s=interval)
     except (KeyboardInterrupt, Terminated) as exc:
         err.print("stopped watching: the study and its workers go on (watch writes nothing)")

@@ -45,8 +45,7 @@ def wait_for_database(url: str, console: Console, interval_s: float = DEFAULT_IN
     path = Path(parsed.database or "").expanduser()
     if not path.is_file():
         console.print(
-            f"no database at {path} yet; waiting for a worker to create it (Ctrl-C stops "
-            "watching)",
+            f"no database at {path} yet; waiting for a worker to create it (Ctrl-C stops watching)",
             highlight=False,
             soft_wrap=True,
         )
