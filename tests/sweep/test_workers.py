@@ -257,6 +257,10 @@ def test_a_killed_workers_trial_fails_and_is_retried_by_a_survivor(
     assert retry.params == doomed.params
     assert retry.user_attrs["worker"] == f"{socket.gethostname()}:{survivor.pid}"
     assert len(retry.intermediate_values) == 300  # run in full by the survivor
+    # The retry completed: it carries none of the dead run's attributes (optuna-dashboard
+    # shows them all, so a fail_reason there would read as a failure).
+    assert "fail_reason" not in retry.user_attrs, retry.user_attrs
+    assert "heartbeat" in trials[doomed.number].user_attrs["fail_reason"]
     assert_budget_met(backend, n_trials)
 
 
