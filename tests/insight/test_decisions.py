@@ -12,8 +12,8 @@ import pytest
 from regsweep.data.resample import repetition
 from regsweep.insight.decisions import (
     LookPlan,
-    cap_to_decide,
     Sequential,
+    cap_to_decide,
     holm,
     judge,
     pocock_spending,

@@ -88,8 +88,8 @@ def add_trial(
     )
 
 
-def synthetic_study(with_plain_trial: bool) -> optuna.Study:
-    study = optuna.create_study()
+def synthetic_study(with_plain_trial: bool, name: str | None = None) -> optuna.Study:
+    study = optuna.create_study(study_name=name)
     study.set_user_attr(CONFIG_ATTR, stored_config(config_for()))
     add_trial(study, {**OFF, "dropout": 0.2, "l1": 1e-5, "batch_norm": True}, 0.3)
     add_trial(study, {**OFF, "dropout": 0.4, "l1": 5e-5}, 0.4)
@@ -439,6 +439,15 @@ def test_gap_says_clearly_when_no_trial_is_unregularized() -> None:
     assert "Not run yet" in html  # the ablation section
     # Fixed single-valued regularizers have no importance and are named as such.
     assert "so it has no importance: weight_decay=0" in html
+
+
+def test_the_report_escapes_what_users_name() -> None:
+    # A study name (or a column, a fail reason) is text, never markup: the templates
+    # autoescape, and only Plotly's own figures are marked safe.
+    html = build_report(synthetic_study(False, name='<script>alert("x")</script>'))
+    assert '<script>alert("x")</script>' not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert html.count("<script") == html.count("</script>")  # Plotly's, balanced
 
 
 def test_report_refuses_a_study_not_made_by_regsweep() -> None:
