@@ -213,7 +213,9 @@ def ablate(
 
     def on_look(look: Look) -> None:
         # Above the live progress bar on a terminal; a plain line in a log.
-        progress.console.print(_look_line(look, plan.looks), highlight=False, markup=False)
+        progress.console.print(
+            _look_line(look, plan.looks), highlight=False, markup=False, soft_wrap=True
+        )
 
     with progress:
         result = run_ablation(
