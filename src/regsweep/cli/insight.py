@@ -341,7 +341,7 @@ def paths(
     best = require_best(study_obj)
     verdict = _verdict_settings(ref, study_obj)
     repeats = _repeats(repeats, seeds)
-    n = repeats if repeats is not None else default_repeats(study_obj, config)
+    n = repeats if repeats is not None else default_repeats(config)
     err.print(
         f"dose-response paths of trial {best.number} of {study_obj.study_name}: "
         f"{n} repetitions (the same rows and seeds as ablate's first {n})",

@@ -29,8 +29,6 @@ from regsweep.insight.ablation import (
     ablation_seeds,
     complete,
     correction_ratio,
-    is_current,
-    stored_ablation,
     values,
 )
 from regsweep.insight.effects import Effect, paired_effect
@@ -73,12 +71,9 @@ def point_label(name: str, value: Any, max_epochs: int) -> str:
     return "off" if float(value) == 0 else f"{float(value):.3g}"
 
 
-def default_repeats(study: optuna.Study, config: SweepConfig) -> int:
-    """As many repetitions as the stored ablation ran (the same rows and seeds), else one
-    round of folds."""
-    ablation = stored_ablation(study)
-    if ablation is not None and is_current(ablation):
-        return len(ablation["repetitions"])
+def default_repeats(config: SweepConfig) -> int:
+    """One round of folds (every row assessed once): ablate's first repetitions, so the
+    same rows and seeds. A path has many points; more rounds cost as much again each."""
     return config.verdict.folds
 
 
@@ -101,7 +96,7 @@ def run_paths(
     max_epochs = config.train.max_epochs
     best = complete(best_trial.params)
     chosen = names if names is not None else varied_params(study)
-    n = repeats if repeats is not None else default_repeats(study, config)
+    n = repeats if repeats is not None else default_repeats(config)
     # Fail fast on bad data (and too few rows for the folds) before any worker starts.
     has_test = repetition_splits(config, 0).test_x is not None
 
