@@ -41,7 +41,9 @@ def prepare_splits(config: DataConfig, seed: int, device: str) -> Splits:
         x, y = table.train.x, table.train.y.to_numpy()
         test = (table.test.x, table.test.y.to_numpy()) if table.test is not None else None
         task: Task = table.task
-        make: Callable[[], Any] = lambda: table_preprocessor(table.numeric, table.categorical)  # noqa: E731
+        make: Callable[[], Any] = lambda: table_preprocessor(  # noqa: E731
+            table.numeric, table.categorical, config.scaler
+        )
         where = str(table.train.path)
     elif config.dataset == "arrays":
         assert config.path is not None
