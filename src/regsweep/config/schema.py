@@ -105,7 +105,9 @@ _TABLE_KEYS = (
 )
 # How a table's numeric columns are scaled when the sweep file does not say
 # (BENCHMARKS.md, "Tabular", has the evidence). Filled into the config, so a study stores it.
-DEFAULT_SCALER: Literal["standard", "quantile", "robust"] = "standard"
+DEFAULT_SCALER: Literal["standard", "quantile", "robust"] = "robust"
+# What every table study stored before data.scaler existed was trained with.
+_SCALER_BEFORE_THE_KEY = "standard"
 _VISION_KEYS = ("name", "split")
 
 
@@ -408,3 +410,15 @@ class SweepConfig(_Section):
 
     def worst_case_epochs(self) -> int:
         return self.study.n_trials * self.train.max_epochs
+
+
+def as_stored_then(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config stored with a study, with the defaults of the regsweep that stored it.
+
+    A table study stored before ``data.scaler`` existed was standardized; read with
+    today's default it would be rebuilt (by export, ablate, a resume) with another scaler.
+    """
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("dataset") == "table" and "scaler" not in data:
+        return {**raw, "data": {**data, "scaler": _SCALER_BEFORE_THE_KEY}}
+    return raw
