@@ -169,3 +169,37 @@ def test_data_keys_are_checked_by_validate(
     result = run_cli_here("validate", sweep, cwd=tmp_path)
     assert result.code == 2 and words in result.stderr and "data" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scaler_is_stored_applied_by_the_predictor_and_fixed_on_resume(tmp_path: Path) -> None:
+    frame = mixed_table(300)
+    frame.loc[5, "mean radius"] = np.inf  # an overflowed cell: a gap, in training and predict
+    frame.iloc[:220].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[220:].to_csv(tmp_path / "test.csv", index=False)
+    data = {"path": "train.csv", "test_path": "test.csv", "target": "diagnosis"}
+    sweep = table_sweep(tmp_path, {**data, "scaler": "quantile"}, n_trials=2)
+    launched = run_cli("launch", sweep, cwd=tmp_path)
+    assert launched.code == 0, launched.stderr
+    assert "warning: data.path: column 'mean radius'" in launched.stderr
+    assert "infinite on 1 row(s) (line 7" in launched.stderr
+    study = optuna.load_study(study_name="own", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert study.user_attrs["regsweep_config"]["data"]["scaler"] == "quantile"
+
+    exported = run_cli("export", sweep, "-o", "best", cwd=tmp_path)
+    assert exported.code == 0, exported.stderr
+    predictor = regsweep.load_predictor(tmp_path / "best")
+    numeric = predictor.preprocessor.named_transformers_["numeric"]
+    assert type(numeric.named_steps["scale"]).__name__ == "NormalQuantiles"
+    test = frame.iloc[220:]
+    labels = predictor.predict(test.drop(columns=["diagnosis"]))
+    metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    accuracy = float(np.mean(labels == test["diagnosis"].to_numpy()))
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
+
+    # Another scaler changes what every stored trial's value means: refused like any data.
+    changed = table_sweep(tmp_path, {**data, "scaler": "robust"}, n_trials=3)
+    resumed = run_cli_here("launch", changed, cwd=tmp_path)
+    assert resumed.code == 2, resumed.stderr
+    line = resumed.stderr.strip().splitlines()[-1]
+    assert 'data.scaler: "quantile" -> "robust"' in line and "another --study" in line, line
+    assert len(study.get_trials()) == 2

@@ -107,6 +107,8 @@ def read_frame(
             frame = _na_values_in_parquet(pd.read_parquet(path), csv.get("na_values"))
             frame = frame.iloc[skiprows:] if skiprows else frame
         else:
+            if skiprows == 0:
+                _refuse_excel_separator_line(path, key)
             if "encoding" not in csv and _starts_utf16(path):
                 csv["encoding"] = "utf-16"  # Excel's "Unicode text" export
             frame = pd.read_csv(path, sep=sep or _SEPARATORS[suffix], skiprows=skiprows, **csv)
@@ -115,7 +117,7 @@ def read_frame(
         detail = str(exc).strip().splitlines()[-1]
         raise DataError(
             f"data.{key}: {path} does not parse as a {kind} table ({detail}); "
-            f"allowed: the same number of fields on every line{_separator_hint(path, skiprows)}"
+            "allowed: the same number of fields on every line (data.sep sets the separator)"
         ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"data.{key}: {path} is empty (allowed: a header line and rows)") from None
@@ -126,7 +128,10 @@ def read_frame(
             "(Excel on Windows writes cp1252)"
         ) from None
     except LookupError as exc:  # an unknown encoding name
-        raise DataError(f"data.encoding: {exc} (allowed: a Python codec name)") from None
+        raise DataError(
+            f"data.encoding: {exc}, reading {path} (allowed: a Python codec name such as "
+            "utf-8, cp1252, latin-1, utf-16)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise DataError(f"data.{key}: cannot read {path} ({type(exc).__name__}: {exc})") from None
     frame.columns = pd.Index([str(c) for c in frame.columns])
@@ -170,15 +175,16 @@ def _na_values_in_parquet(frame: pd.DataFrame, marks: list[str] | None) -> pd.Da
     return frame
 
 
-def _separator_hint(path: Path, skiprows: int) -> str:
+def _refuse_excel_separator_line(path: Path, key: str) -> None:
+    """Excel's ``sep=;`` first line would be read as the header (one or two columns)."""
     first = _first_line(path) or ""
     match = _EXCEL_SEP_LINE.match(first)
-    if match and skiprows == 0:
-        return (
-            f"; its first line {first.strip()!r} is Excel's note of the separator: set "
-            f"data.skiprows: 1 and data.sep: {match.group(1)!r}"
+    if match:
+        raise DataError(
+            f"data.{key}: the first line of {path}, {first.strip()!r}, is Excel's note of the "
+            f"separator, not a header (allowed: data.skiprows: 1 with data.sep: "
+            f"{match.group(1)!r})"
         )
-    return " (data.sep sets the separator)"
 
 
 def _first_line(path: Path) -> str | None:
