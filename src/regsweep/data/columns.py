@@ -159,43 +159,50 @@ def _numeric_notes(column: pd.Series, values: pd.Series, skiprows: int) -> list[
 
 def _numbers_as_text(text: pd.Series) -> str | None:
     """A note for numbers that pandas read as text: marks, decimal commas, thousands."""
-    plain = pd.to_numeric(text, errors="coerce")
-    share = float(plain.notna().mean())
+    parsed = pd.to_numeric(text, errors="coerce")
+    comma: tuple[str, str] | None = None
     commas = text.str.contains(",", regex=False)
     if commas.any():
+        # Read the other way: '.' between thousands (or nowhere) and ',' before decimals.
         as_decimal = pd.to_numeric(
             text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False),
             errors="coerce",
         )
-        if as_decimal.notna().mean() >= _NEARLY_ALL and as_decimal.notna().mean() > share:
-            example = text[commas].iloc[0]
-            if text[commas].str.match(_THOUSANDS).all():
-                return (
-                    f"holds numbers with ',' in them (such as {example!r}), read as text, each "
-                    "a category; set data.thousands: ',' if it separates thousands, or "
-                    "data.decimal: ',' if it is the decimal mark"
+        if as_decimal.notna().sum() > parsed.notna().sum():
+            parsed, example = as_decimal, text[commas].iloc[0]
+            if text[commas & as_decimal.notna()].str.match(_THOUSANDS).all():
+                comma = (
+                    f"with ',' in them (such as {example!r})",
+                    "data.thousands: ',' if it separates thousands, or data.decimal: ',' if "
+                    "it is the decimal mark",
                 )
-            dots = " (and data.thousands: '.')" if text.str.contains(".", regex=False).any() else ""
-            return (
-                f"holds numbers written with a decimal comma (such as {example!r}), read as "
-                f"text, each a category; set data.decimal: ','{dots}"
-            )
-    if share < _NUMBER_SHARE or share == 1.0:
+            else:
+                dots = (
+                    " with data.thousands: '.'" if text.str.contains(".", regex=False).any() else ""
+                )
+                comma = (
+                    f"written with a decimal comma (such as {example!r})",
+                    f"data.decimal: ','{dots}",
+                )
+    share = float(parsed.notna().mean())
+    if share < _NUMBER_SHARE or (share == 1.0 and not comma):
         return None
-    others = text[plain.isna()]
+    others = text[parsed.isna()]
     marks = pd.unique(others).tolist()
-    if len(marks) <= _MAX_MARKS:
-        listed = ", ".join(repr(m) for m in marks)
+    listed = ", ".join(repr(m) for m in marks)
+    if len(marks) > _MAX_MARKS:
         return (
-            f"holds numbers, but also {listed} on {len(others)} row(s), so every value is "
-            f"read as a category; if that marks a missing value, set data.na_values: "
-            f"[{listed}]"
+            f"holds numbers on {share:.0%} of its rows and text (such as {marks[0]!r}) on the "
+            "rest, so every value is read as a category; clean the column, or list its "
+            "missing-value marks in data.na_values"
         )
-    return (
-        f"holds numbers on {share:.0%} of its rows and text (such as {marks[0]!r}) on the "
-        "rest, so every value is read as a category; clean the column, or list its "
-        "missing-value marks in data.na_values"
-    )
+    held = f"numbers {comma[0]}" if comma else "numbers"
+    also = f", but also {listed} on {len(others)} row(s)" if marks else ""
+    fixes = [f"set {comma[1]}"] if comma else []
+    if marks:
+        verb = "marks" if len(marks) == 1 else "mark"
+        fixes.append(f"if {listed} {verb} a missing value, set data.na_values: [{listed}]")
+    return f"holds {held}{also}, read as text, each value a category; {'; '.join(fixes)}"
 
 
 def _date_text(text: pd.Series) -> str | None:
