@@ -57,7 +57,12 @@ def column_notes(column: pd.Series, categorical: bool, skiprows: int = 0) -> lis
     values = column.dropna()
     if not len(values):
         return []
-    if values.nunique() == 1 and len(column) >= 2:
+    if is_numeric(column):  # min and max: a hash of every value costs more on wide tables
+        numbers = values.to_numpy(dtype=np.float64)
+        constant = bool(numbers.min() == numbers.max())
+    else:
+        constant = values.nunique() == 1
+    if constant and len(column) >= 2:
         return [
             f"has the same value ({_short(values.iloc[0])}) on every row: it carries nothing "
             "(add it to data.drop)"
@@ -143,8 +148,8 @@ def _numeric_notes(column: pd.Series, values: pd.Series, skiprows: int) -> list[
         )
     finite = numbers[~infinite]
     if (
-        len(finite) == len(column) >= _MIN_ROWS
-        and np.all(np.mod(finite, 1) == 0)
+        pd.api.types.is_integer_dtype(column)  # a saved index is whole numbers
+        and len(finite) == len(column) >= _MIN_ROWS
         and len(np.unique(finite)) == len(finite)
         and finite.max() - finite.min() == len(finite) - 1
         and (np.all(np.diff(finite) == 1) or str(column.name).startswith("Unnamed"))
