@@ -283,6 +283,16 @@ def read_table(config: DataConfig) -> TableData:
                 f"data.test_path: the columns of {test_path} differ from those of {path} "
                 f"({'; '.join(said)}); allowed: the same columns as the training file"
             )
+        for column in numeric:
+            if not is_numeric(test_frame[column]):
+                text = pd.to_numeric(test_frame[column], errors="coerce").isna()
+                sample = test_frame[column][text & test_frame[column].notna()]
+                shown = f" such as {sample.iloc[0]!r}" if len(sample) else ""
+                raise DataError(
+                    f"data.test_path: column {column!r} of {test_path} holds text{shown} where "
+                    f"{path} has numbers (allowed: numbers; if it marks a missing value, list "
+                    "it in data.na_values)"
+                )
         _check_target(test_frame[target], target, test_path, skiprows=0, key="test_path")
         test = Table(test_frame[features], test_frame[target], test_path)
     for note in notes:
