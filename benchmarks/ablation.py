@@ -1,13 +1,14 @@
-"""Ablation wall time: one pack per seed vs one model at a time, on the same work.
+"""Ablation wall time: one pack per repetition vs one model at a time, on the same work.
 
-python benchmarks/ablation.py [--seeds 3] [--epochs 10] [--repeats 2]
+python benchmarks/ablation.py [--repetitions 3] [--epochs 10] [--rounds 2]
 
 The ablation of one best config (dropout 0.2, weight decay 1e-4, L1 1e-6, batch norm on,
 patience 4; sweeps/mnist.yaml's network and training otherwise) on the real MNIST test
-set split 8,000 / 2,000: its 7 variants x ``--seeds`` paired seeds, trained by
-``insight.retrain.run_retrains`` with ``engine="packed"`` (each seed's 7 variants as one
-pack) and ``engine="solo"`` (``engine.fit``, one model at a time), in one process on one
-thread, interleaved. Both give the same numbers (tests/insight/test_insight_units.py).
+set (10,000 images): its 7 variants x ``--repetitions`` repetitions (each its own
+fit, validation and assessment rows), trained by ``insight.retrain.run_retrains`` with
+``engine="packed"`` (each repetition's 7 variants as one pack) and ``engine="solo"``
+(``engine.fit``, one model at a time), in one process on one thread, interleaved over
+``--rounds``. Both give the same numbers (tests/insight/test_insight_units.py).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ BEST = {"dropout": 0.2, "weight_decay": 1e-4, "l1": 1e-6, "batch_norm": True, "p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from regsweep.insight.ablation import ablation_seeds, variants
+    from regsweep.insight.ablation import variants
     from regsweep.insight.retrain import Engine, run_retrains
     from regsweep.insight.studyview import effective
 
@@ -42,27 +43,27 @@ def main() -> None:
         for v in variants(BEST, args.epochs):
             unique.setdefault(effective(v.params, args.epochs), (v.key, v.params))
         jobs = list(unique.values())
-        seeds = ablation_seeds(0, args.seeds)
         epochs: dict[str, int] = {}
 
         def case(engine: Engine) -> Callable[[], None]:
             def run() -> None:
-                runs = run_retrains(config, jobs, seeds, workers=1, engine=engine)
+                runs = run_retrains(config, jobs, range(args.repetitions), workers=1, engine=engine)
                 epochs[engine] = sum(r["epochs_run"] for found in runs.values() for r in found)
 
             return run
 
-        times = benchlib.interleaved({"packed": case("packed"), "solo": case("solo")}, args.repeats)
+        times = benchlib.interleaved({"packed": case("packed"), "solo": case("solo")}, args.rounds)
     packed, solo = benchlib.median(times["packed"]), benchlib.median(times["solo"])
     body = (
-        f"{len(jobs)} variants x {args.seeds} paired seeds, up to {args.epochs} epochs, batch "
-        f"128, one thread, one process; real MNIST test set, 8,000 training / 2,000 "
-        f"validation images; medians of {args.repeats} interleaved rounds.\n\n"
+        f"{len(jobs)} variants x {args.repetitions} repetitions, up to {args.epochs} epochs, "
+        f"batch 128, one thread, one process; real MNIST test set, 10,000 images (each "
+        f"repetition: 2,000 assessed, 6,400 fit, 1,600 validation); medians of "
+        f"{args.rounds} interleaved rounds.\n\n"
         + benchlib.table(
             ["engine", "wall s", "epochs trained", "vs solo"],
             [
                 [
-                    "one pack per seed",
+                    "one pack per repetition",
                     f"{packed:.1f}",
                     str(epochs["packed"]),
                     f"{solo / packed:.2f}x faster",
@@ -73,9 +74,9 @@ def main() -> None:
     )
     benchlib.write_section(
         "ablation",
-        "Ablation: one pack per seed vs one model at a time",
-        f"python benchmarks/ablation.py --seeds {args.seeds} --epochs {args.epochs} "
-        f"--repeats {args.repeats}",
+        "Ablation: one pack per repetition vs one model at a time",
+        f"python benchmarks/ablation.py --repetitions {args.repetitions} --epochs {args.epochs} "
+        f"--rounds {args.rounds}",
         body,
     )
 

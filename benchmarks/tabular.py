@@ -62,8 +62,8 @@ from threadpoolctl import threadpool_limits
 from regsweep.config.loading import read_yaml, resolve_config
 from regsweep.config.regularization import Regularization
 from regsweep.config.schema import SweepConfig
-from regsweep.data.prepare import split_rows
 from regsweep.data.preprocess import SCALERS
+from regsweep.data.resample import sweep_partition
 from regsweep.data.splits import load_splits
 from regsweep.data.tables import read_table
 from regsweep.engine.fit import evaluate
@@ -227,10 +227,8 @@ def boosting_inputs(config: SweepConfig) -> tuple[Any, ...]:
             x[column] = x[column].cat.set_categories(kinds)
             test_x[column] = test_x[column].cat.set_categories(kinds)
     # The very validation rows the MLP's sweep is scored on (same function, same seed).
-    fit_rows, val_rows = split_rows(
-        len(y), config.data.val_fraction, y, data.task, config.study.seed
-    )
-    return data.task, x, y, test_x, test_y, fit_rows, val_rows
+    rows = sweep_partition(y, data.task, config.data.val_fraction, config.study.seed)
+    return data.task, x, y, test_x, test_y, rows.fit, rows.val
 
 
 def boosting_model(task: str, seed: int, **params: Any) -> Any:

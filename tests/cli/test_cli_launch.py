@@ -289,3 +289,22 @@ def test_a_resume_that_changes_what_a_trial_means_is_refused_other_changes_are_n
     assert noted.code == 0, noted.stderr
     assert "warning: " in noted.stderr and "study.seed: 0 -> 7" in noted.stderr, noted.stderr
     assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 2
+
+
+def test_a_study_split_by_the_older_image_pipeline_is_not_resumed(
+    launched: Launched, tmp_path: Path
+) -> None:
+    # A study an older regsweep made: its config stored, but no data-pipeline version. Its
+    # IDX rows were split another way then, so new trials would not compare with old ones.
+    url = copy_db(launched, tmp_path)
+    old = optuna.load_study(study_name="tiny", storage=url)
+    assert old.user_attrs["regsweep_data_pipeline"] == 2  # what this version records
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        db.execute("DELETE FROM study_user_attributes WHERE key = 'regsweep_data_pipeline'")
+    before = len(optuna.load_study(study_name="tiny", storage=url).trials)
+    refused = run_cli_here("launch", launched.sweep, "--storage", url, "--n-trials", "9")
+    assert refused.code == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data.dataset: study 'tiny'"), lines
+    assert "older regsweep" in lines[0] and "another --study name" in lines[0]
+    assert len(optuna.load_study(study_name="tiny", storage=url).trials) == before

@@ -263,7 +263,10 @@ def test_a_bad_storage_url_is_blamed_on_where_it_came_from_and_never_shows_a_pas
         (["launch", "SWEEP", "--n-trials", "abc"], ["regsweep launch", "--n-trials", "integer"]),
         (["launch"], ["regsweep launch", "Missing argument 'SWEEP.yaml'"]),
         (["lunch", "SWEEP"], ["No such command 'lunch'"]),
-        (["ablate", "--seeds", "0"], ["regsweep ablate", "--seeds", "greater than or equal to 1"]),
+        (
+            ["ablate", "--repeats", "1"],
+            ["regsweep ablate", "--repeats", "greater than or equal to 2"],
+        ),
     ],
 )
 def test_command_line_mistakes_are_one_line_errors(

@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from regsweep.config.schema import DataConfig
-from regsweep.data.prepare import split_rows
 from regsweep.data.preprocess import table_preprocessor, transform
+from regsweep.data.resample import holdout
 from regsweep.data.splits import load_splits
 from tests.data.tabular import mixed_table
 
@@ -32,7 +32,7 @@ def test_validation_and_test_rows_do_not_leak_into_the_statistics(tmp_path: Path
 
     # The split depends on the labels and the seed only, so these rows stay validation
     # rows when their features change: make them, and every test row, absurd.
-    _, val_rows = split_rows(len(frame), 0.2, frame["diagnosis"].to_numpy(), "classification", SEED)
+    _, val_rows = holdout(frame["diagnosis"].to_numpy(), 0.2, "classification", SEED)
     shifted = frame.copy()
     shifted.loc[val_rows, "mean radius"] = 1e6
     shifted.loc[val_rows, "size"] = "enormous"

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from regsweep.config.schema import DEFAULT_SCALER, DataConfig, as_stored_then
-from regsweep.data.prepare import split_rows
 from regsweep.data.preprocess import (
     SCALERS,
     NormalQuantiles,
@@ -21,6 +20,7 @@ from regsweep.data.preprocess import (
     table_preprocessor,
     transform,
 )
+from regsweep.data.resample import holdout
 from regsweep.data.splits import load_splits
 from tests.data.tabular import mixed_table
 
@@ -48,7 +48,7 @@ def test_scaler_is_fitted_on_the_training_rows_only(tmp_path: Path, scaler: str)
     base = load_splits(config(train_file, test_path=str(test_file), scaler=scaler), seed=SEED)
 
     # Validation and test rows made absurd: a scaler that saw them would move.
-    _, val_rows = split_rows(len(frame), 0.2, frame["diagnosis"].to_numpy(), "classification", SEED)
+    _, val_rows = holdout(frame["diagnosis"].to_numpy(), 0.2, "classification", SEED)
     shifted = frame.copy()
     shifted.loc[val_rows, "mean radius"] = 1e6
     shifted_test = frame.head(40).assign(**{"mean radius": -1e6})

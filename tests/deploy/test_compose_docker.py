@@ -401,6 +401,36 @@ def env_values(folder: Path) -> tuple[Path, dict[str, str]]:
     return env_file, values
 
 
+def require_docker() -> None:
+    """Skip where Docker is absent (fail under CI=true, where .ci/run starts it)."""
+    if shutil.which("docker") is None:
+        skip_or_fail("the docker CLI is not installed")
+    info = run(["docker", "info"], 60)
+    if info.returncode != 0:
+        skip_or_fail(f"no Docker daemon: {(info.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
+# Tests that need the project image (this file's and the Kubernetes one) build it one at a
+# time, across pytest-xdist's workers: the second finds every layer cached.
+BUILD_LOCK = Path(tempfile.gettempdir()) / "regsweep-image-build.lock"
+
+
+def build_image(stack: Stack, say: Callable[[str], None]) -> None:
+    """regsweep:latest from the project's Dockerfile, as ``docker compose build`` makes it
+    (and the base images' stand-ins where their tags are absent)."""
+    from filelock import FileLock
+
+    with FileLock(str(BUILD_LOCK)):
+        started = time.monotonic()
+        ensure_standins(say)
+        say(f"INFO base images ready in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        stack.dc_ok("build", "worker", timeout=1500)
+        size = int(ok(["docker", "image", "inspect", "-f", "{{.Size}}", "regsweep:latest"], 60))
+        took = time.monotonic() - started
+        say(f"INFO project image regsweep:latest built in {took:.0f} s, {size / 1e9:.1f} GB")
+
+
 _said: list[str] = []  # under xdist: this test's figures, until its report carries them
 
 
@@ -433,28 +463,15 @@ def _figures_in_the_report(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def stack(say: Callable[[str], None], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if shutil.which("docker") is None:
-        skip_or_fail("the docker CLI is not installed")
-    info = run(["docker", "info"], 60)
-    if info.returncode != 0:
-        skip_or_fail(f"no Docker daemon: {(info.stderr.strip().splitlines() or ['?'])[-1]}")
+    require_docker()
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         if not (MNIST_T10K / name).is_file():
             skip_or_fail(f"real MNIST test set not found in {MNIST_T10K}")
-    compose = compose_command()
-    started = time.monotonic()
-    ensure_standins(say)
-    say(f"INFO base images ready in {time.monotonic() - started:.0f} s")
-
     env_file, values = env_values(tmp_path_factory.mktemp("compose"))
-    s = Stack(compose, env_file, values)
+    s = Stack(compose_command(), env_file, values)
     s.sweep("mnist", 12, 2, 2000, 20, 120)  # compose needs the override's variables set
     try:
-        started = time.monotonic()
-        s.dc_ok("build", "worker", timeout=1500)
-        size = int(ok(["docker", "image", "inspect", "-f", "{{.Size}}", "regsweep:latest"], 60))
-        took = time.monotonic() - started
-        say(f"INFO project image regsweep:latest built in {took:.0f} s, {size / 1e9:.1f} GB")
+        build_image(s, say)
         yield s
     finally:
         # Also after a failure: compose first, then whatever it could not remove.

@@ -184,7 +184,7 @@ def test_dashboard_shows_the_verdict_note_and_the_artifacts_in_chromium(
 ) -> None:
     sweep, name = swept
     env = {"OMP_NUM_THREADS": "1"}
-    ablate = run_cli("ablate", sweep, "--seeds", "2", "--workers", "1", env=env)
+    ablate = run_cli("ablate", sweep, "--repeats", "2", "--workers", "1", env=env)
     assert ablate.code == 0, ablate.stderr
     report = run_cli("report", sweep, "-o", tmp_path / "report.html")
     assert report.code == 0, report.stderr

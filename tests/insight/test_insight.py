@@ -17,6 +17,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from scipy import stats
 
 import regsweep
 from regsweep.config.loading import load_sweep
@@ -24,10 +25,11 @@ from regsweep.config.schema import REGULARIZERS
 from regsweep.data.idx import read_idx, write_idx
 from regsweep.data.splits import load_splits
 from regsweep.engine.fit import evaluate
-from regsweep.insight.ablation import ABLATION_TABLE_ATTR, METRICS, effects_of, stored_ablation
+from regsweep.insight.ablation import ABLATION_TABLE_ATTR, effects_of, stored_ablation
 from regsweep.insight.dashboard import artifact_folder
 from regsweep.insight.export import export_best
 from regsweep.insight.paths import stored_paths
+from regsweep.insight.verdict import findings
 from regsweep.storage.rdb import build_storage
 from regsweep.sweep.study import open_study
 from tests.browser import full_page_screenshot, headless_chromium
@@ -115,37 +117,43 @@ def sweep(mnist_t10k: IdxData, tmp_path_factory: pytest.TempPathFactory) -> Swee
 @pytest.fixture(scope="module")
 def ablated(sweep: Sweep) -> tuple[Sweep, str]:
     """The documented sequence after the sweep: ablate, then paths (report in the tests)."""
-    result = run_cli("ablate", sweep.path, "--seeds", "3", "--workers", "2", env=ENV)
+    result = run_cli("ablate", sweep.path, "--max-repeats", "10", "--workers", "2", env=ENV)
     assert result.code == 0, result.stderr
-    paths = run_cli("paths", sweep.path, "--seeds", "2", "--workers", "2", env=ENV)
+    assert "look 1 of 2 (5 repetitions)" in result.stderr, result.stderr
+    paths = run_cli("paths", sweep.path, "--repeats", "3", "--workers", "2", env=ENV)
     assert paths.code == 0, paths.stderr
     return sweep, result.stdout
 
 
-def test_ablation_rows_seeds_and_the_no_regularization_finding(ablated) -> None:
+def test_ablation_rows_repetitions_and_the_no_regularization_finding(ablated) -> None:
     sweep, stdout = ablated
     study = sweep.study()
     result = stored_ablation(study)
-    assert result is not None
+    assert result is not None and result["design"] == "repetitions"
     assert result["trial"] == study.best_trial.number
-    assert len(result["seeds"]) == 3 and len(set(result["seeds"])) == 3
+    n = len(result["repetitions"])
+    assert n in (5, 10) and len(set(result["seeds"])) == n
     keys = [row["key"] for row in result["rows"]]
     assert keys == ["best", *(f"no_{n}" for n in REGULARIZERS), "none"]
     best_row, none_row = result["rows"][0], result["rows"][-1]
+    # Each repetition assessed a fifth of the 3,000 images, trained and chose on the rest.
+    for run in best_row["runs"]:
+        assert run["n_assess"] == 600 and run["n_fit"] + run["n_val"] == 2400
+    ratio = 600 / 2400
     effects = effects_of(result)
     for row in result["rows"]:
-        assert [run["seed"] for run in row["runs"]] == result["seeds"]
-        for metric in METRICS:
+        assert [run["repetition"] for run in row["runs"]] == list(range(n))
+        for metric in ("assess_loss", "assess_accuracy", "val_loss"):
             values = [run[metric] for run in row["runs"]]
             assert row["mean"][metric] == pytest.approx(np.mean(values))
             if row["key"] == "best":
                 continue
-            # The interval comes from the paired per-seed differences.
+            # The corrected resampled t on the paired per-repetition differences.
             diffs = np.array(values) - [run[metric] for run in best_row["runs"]]
             effect = effects[row["key"]][metric]
             assert effect.mean == pytest.approx(diffs.mean())
             if diffs.std() > 0:
-                half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
+                half = stats.t.ppf(0.975, n - 1) * diffs.std(ddof=1) * np.sqrt(1 / n + ratio)
                 assert effect.low == pytest.approx(diffs.mean() - half, rel=1e-4, abs=1e-9)
         removed = row["key"].removeprefix("no_")
         if removed in REGULARIZERS:
@@ -155,25 +163,38 @@ def test_ablation_rows_seeds_and_the_no_regularization_finding(ablated) -> None:
     assert none_row["params"] == {
         "dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "batch_norm": False, "patience": 15
     }  # fmt: skip
-    # The finding: without any regularization the wide network overfits 2,250 images.
-    assert none_row["mean"]["val_loss"] > best_row["mean"]["val_loss"]
-    none_effect = effects["none"]["val_loss"]
-    assert none_effect.low is not None and none_effect.low > 0, "the CI excludes 0"
-    assert none_row["mean"]["test_loss"] > best_row["mean"]["test_loss"]
+    # The finding: without any regularization the wide network overfits 1,800 images,
+    # on the assessment rows and on the held-out test images alike.
+    assert none_row["mean"]["assess_loss"] > best_row["mean"]["assess_loss"]
+    assert result["test_check"]["none"]["test_loss"]["low"] > 0  # the independent check
+    # At most 10 repetitions (to keep the test short) may leave it undecided, with the
+    # number of repetitions that would decide it; it is never decided the wrong way.
+    assert result["verdicts"]["all"]["decision"] in ("helps", "undecided")
+    # Every regularizer ends decided, or undecided with its reason.
+    sentences = {f.name: f.sentence for f in findings(result)}
+    for name in result["tested"]:
+        decision = result["verdicts"][name]["decision"]
+        assert decision in ("helps", "hurts", "negligible", "undecided")
+        if decision == "undecided":
+            assert "would decide it" in sentences[name], sentences[name]
     # Stored for the dashboard too, printed verdict first, then as a table.
     assert len(study.user_attrs[ABLATION_TABLE_ATTR]) == 1 + len(keys)
     assert stdout.startswith("verdict")
-    assert "All regularization helps: without it validation loss is" in stdout
-    assert "95% CI" in stdout and "why:" in stdout
+    assert "All regularization" in stdout and "without it assessment loss" in stdout
+    assert "adjusted 95% CI" in stdout and "why:" in stdout and "test rows" in stdout
+    assert "corrected resampled t" in stdout and "Holm" in stdout
     assert "no regularization" in stdout
     from optuna_dashboard._note import get_note_from_system_attrs
 
     system_attrs = study._storage.get_study_system_attrs(study._study_id)
     note = get_note_from_system_attrs(system_attrs, None)["body"]
-    assert note.startswith("## regsweep verdict: insight") and "95% CI" in note
-    # The dose-response paths: every varied regularizer, "off" on each path.
+    assert note.startswith("## regsweep verdict: insight") and "adjusted 95% CI" in note
+    # The dose-response paths: every varied regularizer, "off" on each path, over the
+    # ablation's first three repetitions (the same rows and seeds).
     paths = stored_paths(study)
     assert paths is not None and set(paths["paths"]) == set(REGULARIZERS)
+    assert paths["seeds"] == result["seeds"][:3]
+    assert paths["runs"]["best"][0]["split"] == best_row["runs"][0]["split"]
     for points in paths["paths"].values():
         assert points[0]["label"] == "off" or points[0]["label"] == "1"
         assert sum(p["is_best"] for p in points) == 1

@@ -4,6 +4,7 @@ except one tiny ablation on generated data."""
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,25 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from regsweep.config.regularization import Regularization
-from regsweep.config.schema import REGULARIZERS, SweepConfig
+from regsweep.config.schema import REGULARIZERS, SweepConfig, VerdictConfig
 from regsweep.engine.recipe import build_model, paired_model
 from regsweep.errors import ConfigError
 from regsweep.insight.ablation import (
     ABLATION_ATTR,
+    METRICS,
     effects_of,
-    retrain,
+    findings_to_test,
+    headline_effects,
     run_ablation,
+    stored_ablation,
     summarize,
     variants,
 )
+from regsweep.insight.decisions import LookPlan, Sequential
 from regsweep.insight.outputs import prepare_dir, prepare_file, write_atomic
 from regsweep.insight.paths import grid
 from regsweep.insight.report import build_report
-from regsweep.insight.retrain import run_retrains
+from regsweep.insight.retrain import retrain_pack, retrain_solo, run_retrains
 from regsweep.insight.studyview import effective, is_unregularized
 from regsweep.insight.verdict import findings, verdict_markdown
 from regsweep.sweep.study import CONFIG_ATTR, open_study, stored_config
@@ -83,8 +88,8 @@ def add_trial(
     )
 
 
-def synthetic_study(with_plain_trial: bool) -> optuna.Study:
-    study = optuna.create_study()
+def synthetic_study(with_plain_trial: bool, name: str | None = None) -> optuna.Study:
+    study = optuna.create_study(study_name=name)
     study.set_user_attr(CONFIG_ATTR, stored_config(config_for()))
     add_trial(study, {**OFF, "dropout": 0.2, "l1": 1e-5, "batch_norm": True}, 0.3)
     add_trial(study, {**OFF, "dropout": 0.4, "l1": 5e-5}, 0.4)
@@ -108,80 +113,126 @@ def test_variants_remove_each_regularizer_in_turn() -> None:
 
 
 def runs(values: list[float], gap: float = 0.1) -> list[dict[str, Any]]:
+    """Scripted runs of one variant, one per repetition, as retrain reports them."""
     return [
-        {"seed": i, "val_loss": v, "val_accuracy": 1 - v, "test_loss": v, "test_accuracy": 1 - v,
-         "gap": gap, "best_epoch": 4, "epochs_run": 6, "weight_sparsity": 0.01,
-         "train_loss_curve": [v + 1, v], "val_loss_curve": [v + 1, v]}
+        {"repetition": i, "seed": 100 + i, "n_fit": 64, "n_val": 16, "n_assess": 20,
+         "assess_loss": v, "assess_accuracy": 1 - v, "val_loss": v, "val_accuracy": 1 - v,
+         "test_loss": v, "test_accuracy": 1 - v, "gap": gap, "best_epoch": 4, "epochs_run": 6,
+         "weight_sparsity": 0.01, "train_loss_curve": [v + 1, v], "val_loss_curve": [v + 1, v]}
         for i, v in enumerate(values)
     ]  # fmt: skip
 
 
-def scripted(per_key: dict[str, list[float]], best: dict[str, Any]) -> dict[str, Any]:
-    """An ablation result from scripted per-seed validation losses."""
+def scripted(
+    per_key: dict[str, list[float]], best: dict[str, Any], min_effect: float = 0.01
+) -> dict[str, Any]:
+    """An ablation result from scripted per-repetition assessment losses, decided in one
+    look as ``ablate --repeats K`` decides it."""
     rows = variants(best, MAX_EPOCHS)
-    keys = {effective(r.params, MAX_EPOCHS): r.key for r in rows}
     unique: dict[Any, Any] = {}
     for row in rows:
         unique.setdefault(effective(row.params, MAX_EPOCHS), row.key)
+    same_as = {r.key: unique[effective(r.params, MAX_EPOCHS)] for r in rows
+               if unique[effective(r.params, MAX_EPOCHS)] != r.key}  # fmt: skip
     result = summarize(
         rows=rows,
-        runs_of={
-            e: runs(per_key[k], gap=0.3 if k == "none" else 0.1) for e, k in unique.items()
-        },
-        same_as={r.key: unique[effective(r.params, MAX_EPOCHS)] for r in rows
-                 if unique[effective(r.params, MAX_EPOCHS)] != r.key},
+        runs_of={e: runs(per_key[k], gap=0.3 if k == "none" else 0.1) for e, k in unique.items()},
+        same_as=same_as,
         max_epochs=MAX_EPOCHS,
-    )  # fmt: skip
-    assert keys
+    )
     n = len(per_key["best"])
-    result.update(trial=0, seeds=list(range(n)), max_epochs=MAX_EPOCHS, created="now")
+    tested = findings_to_test(same_as)
+    rule = Sequential(LookPlan.fixed(n), tested, min_effect)
+    rule.look(headline_effects({**result, "headline": "assess_loss"}, tested), n)
+    result.update(
+        design="repetitions", headline="assess_loss", trial=0, seeds=[100 + i for i in range(n)],
+        repetitions=list(range(n)), folds=5, min_effect=min_effect, min_effect_spec=min_effect,
+        mode="fixed", looks=rule.looks, planned_looks=[n], tested=tested,
+        verdicts=rule.verdicts(), max_epochs=MAX_EPOCHS, created="now", has_test=False,
+        engine="packed",
+    )  # fmt: skip
     return result
 
 
 BEST = {"dropout": 0.3, "weight_decay": 1e-3, "l1": 0.0, "batch_norm": False, "patience": 3}
+# n_assess / (n_fit + n_val) of the scripted runs: the correction's ratio.
+RATIO = 20 / 80
 
 
-def test_verdict_classifies_and_orders_from_scripted_seeds() -> None:
+def test_verdict_decides_and_orders_from_scripted_repetitions() -> None:
     result = scripted(
         {
-            "best": [0.20, 0.21, 0.22],
-            "no_dropout": [0.30, 0.31, 0.29],  # helps: +0.09, CI [0.047, 0.133]
-            "no_weight_decay": [0.215, 0.205, 0.225],  # CI across 0
-            "no_patience": [0.18, 0.19, 0.20],  # hurts: -0.02 on every seed
-            "none": [0.40, 0.41, 0.42],
+            "best": [0.20, 0.21, 0.22, 0.20, 0.21],
+            "no_dropout": [0.40, 0.41, 0.42, 0.40, 0.41],  # helps: +0.2 on every repetition
+            "no_weight_decay": [0.215, 0.205, 0.235, 0.19, 0.22],  # across 0: undecided
+            "no_batch_norm": [0.2, 0.21, 0.22, 0.2, 0.21],  # batch norm was off: the same
+            "no_patience": [0.10, 0.11, 0.12, 0.10, 0.11],  # hurts: -0.1 on every repetition
+            "none": [0.60, 0.61, 0.62, 0.60, 0.61],
         },
         BEST,
     )
-    effect = effects_of(result)["no_dropout"]["val_loss"]
-    assert effect.mean == pytest.approx(0.09)
-    assert effect.low == pytest.approx(0.0469735, rel=1e-5)  # 0.09 - 4.302653 * 0.01
+    effect = effects_of(result)["no_dropout"]["assess_loss"]
+    assert effect.mean == pytest.approx(0.2) and effect.ratio == pytest.approx(RATIO)
     found = findings(result)
     assert [f.name for f in found] == ["all", "dropout", "patience", "weight_decay",
                                        "l1", "batch_norm"]  # fmt: skip
     by_name = {f.name: f for f in found}
     assert by_name["dropout"].verdict == "helps"
-    assert "helps: without it validation loss is 0.0900 higher" in by_name["dropout"].sentence
-    assert "95% CI +0.0470 to +0.1330, 3 paired seeds" in by_name["dropout"].sentence
+    assert "helps: without it assessment loss is 0.2000 higher" in by_name["dropout"].sentence
+    assert "adjusted 95% CI" in by_name["dropout"].sentence
+    assert "5 repetitions" in by_name["dropout"].sentence
     assert by_name["patience"].verdict == "hurts"
-    assert by_name["weight_decay"].verdict == "no measurable effect"
-    assert "wide, so an effect as large as" in by_name["weight_decay"].sentence
+    assert by_name["weight_decay"].verdict == "undecided"
+    assert "undecided after 5 repetitions" in by_name["weight_decay"].sentence
+    # Four effects were tested. Holm's first step (alpha / 4) decided three; the fourth
+    # was judged alone at the next step, alpha / 1, and stayed undecided.
+    assert result["tested"] == ["all", "dropout", "weight_decay", "patience"]
+    assert result["verdicts"]["dropout"]["effect"]["confidence"] == pytest.approx(1 - 0.05 / 4)
+    judged = result["verdicts"]["weight_decay"]
+    assert judged["effect"]["confidence"] == pytest.approx(0.95)
     assert by_name["l1"].verdict is None and "off in the best config" in by_name["l1"].sentence
     assert by_name["all"].verdict == "helps"
     assert "0.1000 with all of it vs 0.3000 with none" in by_name["all"].evidence
     markdown = verdict_markdown(result, "unit")
     assert "**helps**: Dropout 0.3 helps" in markdown
+    assert "corrected resampled t" in markdown and "Holm" in markdown
 
 
-def test_verdict_with_one_seed_says_no_interval_exists() -> None:
+def test_a_tiny_effect_is_negligible_and_an_identical_one_says_so() -> None:
     result = scripted(
-        {"best": [0.2], "no_dropout": [0.9], "no_weight_decay": [0.2], "no_patience": [0.2],
-         "none": [0.9]},
+        {
+            "best": [0.20, 0.21, 0.22, 0.20, 0.21],
+            "no_dropout": [0.2005, 0.2104, 0.2206, 0.2003, 0.2105],  # +0.0005: real, tiny
+            "no_weight_decay": [0.20, 0.21, 0.22, 0.20, 0.21],  # identical runs
+            "no_batch_norm": [0.2, 0.21, 0.22, 0.2, 0.21],
+            "no_patience": [0.2, 0.21, 0.22, 0.2, 0.21],
+            "none": [0.21, 0.22, 0.23, 0.21, 0.22],
+        },
         BEST,
-    )  # fmt: skip
+        min_effect=0.02,
+    )
     by_name = {f.name: f for f in findings(result)}
-    assert by_name["dropout"].verdict == "no interval"
-    assert "no confidence interval exists" in by_name["dropout"].sentence
-    assert "identical on all" not in by_name["weight_decay"].sentence
+    assert by_name["dropout"].verdict == "negligible" and by_name["dropout"].real
+    assert by_name["dropout"].word == "real but negligible"
+    assert "inside ±0.0200, the smallest effect that matters" in by_name["dropout"].sentence
+    assert "real (the interval excludes 0)" in by_name["dropout"].sentence
+    assert by_name["weight_decay"].verdict == "negligible"
+    assert "identical on all 5 repetitions" in by_name["weight_decay"].sentence
+
+
+def test_an_undecided_effect_says_how_many_more_repetitions_would_decide_it() -> None:
+    noisy = [0.2, 0.23, 0.19, 0.24, 0.2]
+    result = scripted(
+        {"best": [0.2] * 5, "no_dropout": noisy, "no_weight_decay": [0.2] * 5,
+         "no_patience": [0.2] * 5, "none": noisy},
+        BEST, min_effect=0.001,
+    )  # fmt: skip
+    verdict = result["verdicts"]["dropout"]
+    assert verdict["decision"] == "undecided"
+    sentence = next(f for f in findings(result) if f.name == "dropout").sentence
+    # The correction's floor (ratio 0.25) keeps this interval wider than its mean of
+    # 0.012: no number of repetitions decides it.
+    assert verdict["more"] is None and "no number of repetitions would decide it" in sentence
 
 
 def test_paired_init_gives_batch_norm_the_same_linear_weights(tiny_idx: IdxData, tmp_path) -> None:
@@ -214,16 +265,42 @@ def test_packed_paired_retrains_equal_one_model_at_a_time(tiny_idx: IdxData, tmp
         ("no_batch_norm", {**best, "batch_norm": False}),
         ("none", {**OFF, "patience": 5}),
     ]
-    packed = run_retrains(config, jobs, [11, 12], workers=1, engine="packed")
-    solo = run_retrains(config, jobs, [11, 12], workers=1, engine="solo")
+    packed = run_retrains(config, jobs, [0, 3], workers=1, engine="packed")
+    solo = run_retrains(config, jobs, [0, 3], workers=1, engine="solo")
     for key, _ in jobs:
-        assert [r["seed"] for r in packed[key]] == [11, 12]
+        assert [r["repetition"] for r in packed[key]] == [0, 3]
         for p, s in zip(packed[key], solo[key], strict=True):
             assert p["epochs_run"] == s["epochs_run"] and p["weights"] == s["weights"]
-            for metric in ("val_loss", "test_loss", "train_loss", "gap"):
+            for metric in ("assess_loss", "val_loss", "test_loss", "train_loss", "gap"):
                 assert p[metric] == pytest.approx(s[metric], rel=1e-4, abs=1e-6), (key, metric)
             assert p["val_loss_curve"] == pytest.approx(s["val_loss_curve"], rel=1e-4)
     assert packed["none"][0]["weights"] == "last epoch"
+
+
+def test_the_variants_of_a_repetition_share_rows_init_and_batch_order(
+    tiny_idx: IdxData, tmp_path
+) -> None:
+    torch.set_num_threads(1)
+    config = SweepConfig.model_validate(idx_sweep(tiny_idx, tmp_path, train={"max_epochs": 2}))
+    best = {"dropout": 0.3, "weight_decay": 1e-3, "l1": 1e-5, "batch_norm": True, "patience": 1}
+    jobs = [(v.key, v.params) for v in variants(best, 2)]
+    assert len(jobs) == 7  # the best config, each of five removed, and none
+    reps = [retrain_pack(config.model_dump_json(), jobs, r) for r in (0, 1)]
+    for runs_of in reps:
+        assert set(runs_of) == {key for key, _ in jobs}
+        # One split (fit, validation and assessment rows), one set of initial Linear
+        # weights, one seed for the batch order and the dropout streams: all seven alike.
+        for field in ("split", "init", "seed", "n_fit", "n_val", "n_assess"):
+            assert len({run[field] for run in runs_of.values()}) == 1, field
+        # Every variant of a pack trains on the pack's one permutation per epoch, which its
+        # seed draws; a solo retrain with the same seed trains the same batches
+        # (test_packed_paired_retrains_equal_one_model_at_a_time).
+    for field in ("split", "init", "seed"):
+        assert reps[0]["best"][field] != reps[1]["best"][field], field
+    solo = retrain_solo(config.model_dump_json(), best, 1)
+    assert (solo["split"], solo["init"], solo["seed"]) == (
+        reps[1]["best"]["split"], reps[1]["best"]["init"], reps[1]["best"]["seed"]
+    )  # fmt: skip
 
 
 def test_dose_response_grids_include_off_and_go_past_the_searched_range() -> None:
@@ -236,29 +313,64 @@ def test_dose_response_grids_include_off_and_go_past_the_searched_range() -> Non
     assert grid("patience", log, 20) == [1, 2, 4, 8, 16, 20]  # 20 = early stopping off
 
 
-def test_ablation_without_a_test_split_measures_validation_only(
-    tiny_idx: IdxData, tmp_path: Path
-) -> None:
-    torch.set_num_threads(1)
-    config = SweepConfig.model_validate(
-        idx_sweep(tiny_idx, tmp_path, with_test=False, train={"max_epochs": 2})
-    )
+def _one_trial_study(config: SweepConfig, params: dict[str, Any]) -> optuna.Study:
     study = open_study(config, optuna.storages.InMemoryStorage())
-    params = {"dropout": 0.2, "weight_decay": 1e-4, "l1": 1e-6, "batch_norm": True, "patience": 2}
     study.enqueue_trial(params)
     trial = study.ask()
     for name, value in params.items():
         trial.suggest_categorical(name, [value])
     study.tell(trial, 1.0)
+    return study
+
+
+def test_ablation_without_a_test_split_has_no_test_check(tiny_idx: IdxData, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = SweepConfig.model_validate(
+        idx_sweep(tiny_idx, tmp_path, with_test=False, train={"max_epochs": 2})
+    )
+    params = {"dropout": 0.2, "weight_decay": 1e-4, "l1": 1e-6, "batch_norm": True, "patience": 2}
+    study = _one_trial_study(config, params)
     seen: list[str] = []
-    result = run_ablation(study, n_seeds=1, workers=1, on_run=lambda v, r: seen.append(v.key))
-    assert result["has_test"] is False
+    result = run_ablation(study, repeats=2, workers=1, on_run=lambda v, r: seen.append(v.key))
+    assert result["has_test"] is False and result["test_check"] == {}
     assert study.user_attrs[ABLATION_ATTR]["trial"] == 0
     # patience 2 of max_epochs 2 is already off: "no early stopping" reuses best's run.
-    assert "no_patience" not in seen and len(seen) == 6
+    assert "no_patience" not in seen and len(seen) == 6 * 2
     for row in result["rows"]:
-        assert row["mean"]["test_loss"] is None and row["mean"]["val_loss"] > 0
+        assert row["mean"]["test_loss"] is None and row["mean"]["assess_loss"] > 0
     assert next(r for r in result["rows"] if r["key"] == "no_patience")["same_as"] == "best"
+    assert "patience" not in result["tested"] and len(result["verdicts"]) == 5
+
+
+def test_ablation_looks_until_decided_and_stores_every_look(
+    tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    config = SweepConfig.model_validate(idx_sweep(tiny_idx, tmp_path, train={"max_epochs": 3}))
+    params = {"dropout": 0.1, "weight_decay": 1e-4, "l1": 1e-6, "batch_norm": True, "patience": 1}
+    study = _one_trial_study(config, params)
+    looks = []
+    verdict = VerdictConfig(min_effect=0.05, max_repeats=6, folds=3)
+    result = run_ablation(study, verdict=verdict, workers=1, on_look=looks.append)
+    # Looks after every round of 3 repetitions, at most 6: one or two looks.
+    assert [look.repetitions for look in looks] == [3, 6][: len(looks)]
+    assert looks[-1].final and looks[-1].stopped in ("decided", "cap", "futile")
+    assert result["planned_looks"] == [3, 6] and len(result["looks"]) == len(looks)
+    assert len(result["seeds"]) == looks[-1].repetitions
+    assert result["min_effect"] == pytest.approx(0.05) and result["folds"] == 3
+    for name in result["tested"]:
+        stored = result["verdicts"][name]
+        assert stored["decision"] in ("helps", "hurts", "negligible", "undecided")
+        if stored["decision"] == "undecided":
+            assert "more" in stored
+    # Every run was scored on its repetition's assessment rows (a third of 600).
+    best_runs = result["rows"][0]["runs"]
+    assert {run["n_assess"] for run in best_runs} == {200}
+    assert result["test_check"]["none"]["test_loss"]["n"] == 200  # the test rows
+    # The check is the per-row mean difference, which equals the difference of the means.
+    none = next(r for r in result["rows"] if r["key"] == "none")
+    diff = none["mean"]["test_loss"] - result["rows"][0]["mean"]["test_loss"]
+    assert result["test_check"]["none"]["test_loss"]["mean"] == pytest.approx(diff, rel=1e-5)
 
 
 def test_ablation_measures_a_run_without_early_stopping_on_its_last_epoch(
@@ -267,15 +379,51 @@ def test_ablation_measures_a_run_without_early_stopping_on_its_last_epoch(
     torch.set_num_threads(1)
     config = SweepConfig.model_validate(idx_sweep(tiny_idx, tmp_path, train={"max_epochs": 6}))
     params = {"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0, "batch_norm": False}
-    with_stopping = retrain(config.model_dump_json(), {**params, "patience": 1}, seed=5)
-    without = retrain(config.model_dump_json(), {**params, "patience": 6}, seed=5)
+    with_stopping = retrain_solo(config.model_dump_json(), {**params, "patience": 1}, 5)
+    without = retrain_solo(config.model_dump_json(), {**params, "patience": 6}, 5)
     assert with_stopping["weights"] == "best epoch"
-    assert with_stopping["val_loss"] == min(with_stopping["val_loss_curve"])
+    # Measured at the epoch its validation rows chose, and scored on other rows.
+    assert with_stopping["val_loss"] == pytest.approx(min(with_stopping["val_loss_curve"]))
+    assert with_stopping["assess_loss"] != with_stopping["val_loss"]
     assert without["weights"] == "last epoch" and without["epochs_run"] == 6
-    assert without["val_loss"] == without["val_loss_curve"][-1]
-    # The same seed trains the same path until early stopping would have ended it.
+    assert without["val_loss"] == pytest.approx(without["val_loss_curve"][-1])
+    # The same repetition trains the same path until early stopping would have ended it.
     n = with_stopping["epochs_run"]
     assert without["val_loss_curve"][:n] == with_stopping["val_loss_curve"]
+
+
+def test_an_ablation_stored_in_the_old_form_still_reports_with_a_note() -> None:
+    study = synthetic_study(with_plain_trial=False)
+    old_runs = [
+        {"seed": s, "val_loss": v, "val_accuracy": 0.9, "test_loss": v, "test_accuracy": 0.9,
+         "gap": 0.1, "best_epoch": 3, "epochs_run": 5, "weight_sparsity": 0.01,
+         "weights": "best epoch", "diverged": False, "train_loss": v / 2}
+        for s, v in ((1, 0.3), (2, 0.31), (3, 0.29))
+    ]  # fmt: skip
+    rows = []
+    for variant in variants(BEST, MAX_EPOCHS):
+        shift = {"no_dropout": 0.1, "none": 0.2}.get(variant.key, 0.0)
+        runs_ = [{**run, "val_loss": run["val_loss"] + shift} for run in old_runs]
+        rows.append({
+            "key": variant.key, "label": variant.label, "params": variant.params,
+            "same_as": "best" if variant.key == "no_l1" else None, "runs": runs_,
+            "curves": [{"train_loss": [0.5, 0.4], "val_loss": [0.6, 0.5]}] * 3,
+            "mean": {m: statistics.fmean(r[m] for r in runs_) for m in METRICS},
+        })  # fmt: skip
+    study.set_user_attr(
+        ABLATION_ATTR,
+        {"metrics": list(METRICS), "rows": rows, "curves": {}, "trial": 0, "best_value": 0.3,
+         "seeds": [1, 2, 3], "has_test": True, "max_epochs": MAX_EPOCHS, "engine": "packed",
+         "created": "2026-11-01T00:00:00+00:00"},
+    )  # fmt: skip
+    result = stored_ablation(study)
+    assert result is not None and result["design"] == "seeds"
+    by_name = {f.name: f for f in findings(result)}
+    assert by_name["dropout"].verdict == "helps" and "3 paired seeds" in by_name["dropout"].sentence
+    assert "validation loss" in by_name["dropout"].sentence
+    html = build_report(study)
+    assert "This verdict came from the older design" in html
+    assert 'id="verdict-box"' in html
 
 
 def test_gap_compares_with_the_studys_own_unregularized_trial() -> None:
@@ -291,6 +439,15 @@ def test_gap_says_clearly_when_no_trial_is_unregularized() -> None:
     assert "Not run yet" in html  # the ablation section
     # Fixed single-valued regularizers have no importance and are named as such.
     assert "so it has no importance: weight_decay=0" in html
+
+
+def test_the_report_escapes_what_users_name() -> None:
+    # A study name (or a column, a fail reason) is text, never markup: the templates
+    # autoescape, and only Plotly's own figures are marked safe.
+    html = build_report(synthetic_study(False, name='<script>alert("x")</script>'))
+    assert '<script>alert("x")</script>' not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert html.count("<script") == html.count("</script>")  # Plotly's, balanced
 
 
 def test_report_refuses_a_study_not_made_by_regsweep() -> None:

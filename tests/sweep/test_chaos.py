@@ -188,8 +188,8 @@ def predecessor(trial: FrozenTrial) -> int | None:
     """The trial that ``trial`` retries directly, if it is a retry.
 
     A heartbeat retry lists the whole chain in ``retry_history`` (its ``failed_trial`` is
-    the chain's first trial, and it copies the user attributes of the trial it retries,
-    ``retry_of`` included), so the chain's last entry wins over ``retry_of``.
+    the chain's first trial; it starts without the user attributes of the trial it
+    retries), so the chain's last entry is the one it retries.
     """
     history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial)
     if history:

@@ -59,3 +59,46 @@ def test_trials_table_shows_the_notes() -> None:
     assert "note" in text
     assert "its worker stopped sending heartbeats; retried as trial 2" in text
     assert "retry of trial 3; stopped early, best epoch 7" in text
+
+
+def test_a_running_trial_shows_its_worker_slurm_task_epoch_and_loss() -> None:
+    from regsweep.sweep.progress import running_line
+
+    trial = create_trial(
+        state=TrialState.RUNNING,
+        params={"dropout": 0.1},
+        distributions=DROPOUT,
+        intermediate_values={1: 0.9, 2: 0.5},
+        user_attrs={"worker": "node7:4242", "slurm_job": "12_3", "slurm_restarts": 1},
+    )
+    trial.number = 5
+    assert running_line(trial, 20) == (
+        "#5 epoch 2/20  val_loss 0.5000  on node7:4242 (slurm 12_3, restart 1)"
+    )
+    assert running_line(trial, 20, stale_for=130.4).endswith("[no heartbeat for 130 s]")
+
+
+def test_watch_in_a_log_prints_a_line_per_change() -> None:
+    from regsweep.sweep.progress import SweepProgress
+
+    console = Console(width=200, record=True, force_terminal=False)
+    progress = SweepProgress(console, study_name="s", n_trials=4, done=0, max_epochs=5)
+    progress.log_running = True
+    trial = create_trial(
+        state=TrialState.RUNNING,
+        params={"dropout": 0.1},
+        distributions=DROPOUT,
+        user_attrs={"worker": "h:1"},
+    )
+    trial.number = 0
+    with progress:
+        progress.show_running([trial], {0: 1.0}, 10.0)
+        progress.show_running([trial], {0: 2.0}, 10.0)  # nothing changed: no line
+        progress.show_running([trial], {0: 11.0}, 10.0)
+        progress.show_running([trial], {0: 12.0}, 10.0)
+        progress.show_running([trial], {0: 0.5}, 10.0)
+    lines = console.export_text().strip().splitlines()
+    assert lines[0] == "trial    0 running  on h:1"
+    assert lines[1].startswith("trial    0 no heartbeat for 11 s (grace period 10 s)")
+    assert lines[2] == "trial    0 heartbeat again"
+    assert len(lines) == 3

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from regsweep.config.schema import REGULARIZERS, DataConfig
-from regsweep.data.splits import _read_torchvision
+from regsweep.data.vision import read_mnist
 from regsweep.signals import sigterm_as_exception
 from regsweep.sweep.budget import retried_number, usage
 from tests.conftest import IdxData, idx_sweep, make_idx_dataset
@@ -257,6 +257,10 @@ def test_a_killed_workers_trial_fails_and_is_retried_by_a_survivor(
     assert retry.params == doomed.params
     assert retry.user_attrs["worker"] == f"{socket.gethostname()}:{survivor.pid}"
     assert len(retry.intermediate_values) == 300  # run in full by the survivor
+    # The retry completed: it carries none of the dead run's attributes (optuna-dashboard
+    # shows them all, so a fail_reason there would read as a failure).
+    assert "fail_reason" not in retry.user_attrs, retry.user_attrs
+    assert "heartbeat" in trials[doomed.number].user_attrs["fail_reason"]
     assert_budget_met(backend, n_trials)
 
 
@@ -401,7 +405,7 @@ def test_workers_sharing_a_data_folder_download_mnist_once(
 
     def worker() -> None:
         start_together.wait()
-        shapes.append(_read_torchvision(config)[0].shape)
+        shapes.append(read_mnist(config)[0].shape)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:

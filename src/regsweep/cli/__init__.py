@@ -8,7 +8,7 @@ imports another.
 
 from __future__ import annotations
 
-from regsweep.cli import insight, study, sweep  # noqa: F401  (registers the commands)
+from regsweep.cli import cluster, insight, study, sweep  # noqa: F401  (registers the commands)
 from regsweep.cli.app import app, main, run
 
 __all__ = ["app", "main", "run"]

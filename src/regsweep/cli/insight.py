@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from regsweep.cli.app import DebugOpt, OptionalSweepArg, StorageOpt, StudyOpt, command, err, out
-from regsweep.sweep.locate import locate, open_existing
+from regsweep.sweep.locate import StudyRef, locate, open_existing
 
 if TYPE_CHECKING:
-    from regsweep.insight.ablation import Variant
+    from regsweep.config.schema import VerdictConfig
+    from regsweep.insight.ablation import Look, Variant
     from regsweep.insight.retrain import Engine
 
 # The insight modules are imported inside each command: they pull in SciPy, scikit-learn
@@ -30,7 +32,36 @@ OutputFileOpt = Annotated[
 OutputDirOpt = Annotated[
     Path, typer.Option("-o", "--output", help="Folder for model.pt, config.yaml, metrics.json.")
 ]
-SeedsOpt = Annotated[int, typer.Option("--seeds", min=1, help="Paired seeds per variant.")]
+RepeatsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--repeats",
+        min=2,
+        metavar="K",
+        help="Exactly K repetitions, one look (default: add repetitions until decided).",
+    ),
+]
+MaxRepeatsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-repeats",
+        min=2,
+        max=1000,
+        metavar="N",
+        help="Add repetitions until every effect is decided, at most N (verdict.max_repeats).",
+    ),
+]
+MinEffectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--min-effect",
+        metavar="X",
+        help="Smallest effect that matters: a loss difference (0.01) or a share of the best "
+        "config's loss ('5%'); verdict.min_effect.",
+    ),
+]
+# The older name of --repeats, kept for scripts: a repetition now also draws fresh rows.
+SeedsOpt = Annotated[int | None, typer.Option("--seeds", min=2, hidden=True)]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
@@ -94,28 +125,79 @@ def _publish(study_obj: Any, url: str, folder: Path | None, files: list[Path], w
     err.print(f"{what} uploaded as study artifacts to {store.folder}", highlight=False)
 
 
+def _verdict_settings(
+    ref: StudyRef,
+    study_obj: Any,
+    *,
+    max_repeats: int | None = None,
+    min_effect: str | None = None,
+) -> VerdictConfig:
+    """The ``verdict`` section: a flag, else the sweep file given now, else the study's own."""
+    from regsweep.config.schema import parse_min_effect
+    from regsweep.errors import ConfigError
+    from regsweep.insight.studyview import require_config
+
+    verdict = ref.config.verdict if ref.config is not None else require_config(study_obj).verdict
+    update: dict[str, Any] = {}
+    if max_repeats is not None:
+        update["max_repeats"] = max_repeats
+    if min_effect is not None:
+        try:
+            number = float(min_effect)
+        except ValueError:
+            number = None
+        try:
+            update["min_effect"] = parse_min_effect(number if number is not None else min_effect)
+        except ValueError as exc:
+            raise ConfigError(f"--min-effect: {exc}") from None
+    return verdict.model_copy(update=update)
+
+
+def _repeats(repeats: int | None, seeds: int | None) -> int | None:
+    if seeds is not None:
+        err.print(
+            "warning: --seeds is now --repeats (each repetition also draws fresh rows)",
+            highlight=False,
+        )
+        return repeats if repeats is not None else seeds
+    return repeats
+
+
 @command
 def ablate(
     sweep: OptionalSweepArg = None,
     storage: StorageOpt = None,
     study: StudyOpt = None,
-    seeds: SeedsOpt = 3,
+    repeats: RepeatsOpt = None,
+    max_repeats: MaxRepeatsOpt = None,
+    min_effect: MinEffectOpt = None,
     workers: WorkersOpt = None,
     solo: SoloOpt = False,
+    seeds: SeedsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Retrain the best config with each regularizer removed, over paired seeds: the verdict."""
-    from regsweep.insight.ablation import run_ablation
+    """Retrain the best config with each regularizer removed, over repetitions, until decided."""
+    from regsweep.insight.ablation import plan_for, run_ablation
     from regsweep.insight.studyview import require_best, require_config
     from regsweep.insight.verdict import verdict_markdown
 
-    study_obj, _ = open_existing(locate(sweep, storage, study))
+    ref = locate(sweep, storage, study)
+    study_obj, _ = open_existing(ref)
     require_config(study_obj)
     best = require_best(study_obj)
+    verdict = _verdict_settings(ref, study_obj, max_repeats=max_repeats, min_effect=min_effect)
+    repeats = _repeats(repeats, seeds)
+    plan = plan_for(verdict, repeats)
     engine: Engine = "solo" if solo else "packed"
+    how = (
+        f"{repeats} repetitions"
+        if repeats is not None
+        else f"repetitions in rounds of {verdict.folds} until every effect is decided, at most "
+        f"{verdict.max_repeats}"
+    )
     err.print(
-        f"ablation of trial {best.number} of {study_obj.study_name}: 7 variants × {seeds} "
-        f"paired seeds ({'one model at a time' if solo else 'one pack per seed'})",
+        f"ablation of trial {best.number} of {study_obj.study_name}: 7 variants, {how} "
+        f"({'one model at a time' if solo else 'one pack per repetition'})",
         highlight=False,
     )
     progress = _progress("ablate")
@@ -129,12 +211,18 @@ def ablate(
         if not err.is_terminal:
             err.print(_run_line(variant.label, run), highlight=False)
 
+    def on_look(look: Look) -> None:
+        # Above the live progress bar on a terminal; a plain line in a log.
+        progress.console.print(_look_line(look, plan.looks), highlight=False, markup=False)
+
     with progress:
         result = run_ablation(
             study_obj,
-            n_seeds=seeds,
+            verdict=verdict,
+            repeats=repeats,
             workers=workers,
             on_run=on_run,
+            on_look=on_look,
             on_start=on_start,
             engine=engine,
         )
@@ -144,17 +232,41 @@ def ablate(
     _print_verdict(result)
     out.print(ablation_table(result))
     out.print(
-        "difference = metric(variant) − metric(best config), paired per seed, [95% CI]; "
-        "stored with the study (see `regsweep report`, and the study's note in "
+        "difference = metric(variant) − metric(best config) [95% CI, not adjusted]: "
+        "assessment and validation paired per repetition (corrected resampled t), test per "
+        "test row; stored with the study (see `regsweep report`, and the study's note in "
         "optuna-dashboard)",
         highlight=False,
     )
-    err.print(
-        "note: rows without early stopping are measured on their last epoch's weights, "
-        "the others on their best epoch's"
-    )
     if not result["has_test"]:
-        err.print("note: the data set has no test split; only validation numbers were measured")
+        err.print("note: the data set has no test split; there is no independent test check")
+
+
+def _look_line(look: Look, planned: tuple[int, ...]) -> str:
+    """``look 1 of 6 (5 repetitions): all regularization helps, L1 negligible; undecided:
+    dropout, ... - adding 5 more``."""
+    from regsweep.insight.ablation import ALL, LABELS
+
+    def name(key: str) -> str:
+        return "all regularization" if key == ALL else LABELS[key]
+
+    decided = [f"{name(k)} {d}" for k, d in look.decisions.items() if d != "undecided"]
+    open_ = [name(k) for k, d in look.decisions.items() if d == "undecided"]
+    parts = [f"look {look.index} of {look.of} ({look.repetitions} repetitions)"]
+    parts.append(", ".join(decided) if decided else "nothing decided yet")
+    if open_:
+        parts.append(f"undecided: {', '.join(open_)}")
+    line = "; ".join(parts)
+    ending = {
+        "decided": ": every effect decided",
+        "cap": ": --max-repeats reached",
+        "futile": ": stopping, since up to --max-repeats repetitions could not decide the rest at "
+        "the spread seen",
+        "fixed": "",
+    }
+    if look.stopped:
+        return line + ending[look.stopped]
+    return line + f": adding {planned[look.index] - look.repetitions} more"
 
 
 def _run_line(name: str, run: dict[str, Any]) -> str:
@@ -175,18 +287,33 @@ def _progress(name: str) -> Progress:
     )
 
 
-COLOURS = {"helps": "green", "hurts": "red", "no measurable effect": "yellow"}
+COLOURS = {
+    "helps": "green",
+    "hurts": "red",
+    "negligible": "blue",
+    "real but negligible": "blue",
+    "undecided": "yellow",
+}
 
 
 def _print_verdict(result: dict[str, Any]) -> None:
-    from regsweep.insight.verdict import findings
+    from regsweep.insight.verdict import design_line, findings, reference_line, unit
 
-    out.print(f"[bold]verdict[/] (trial {result['trial']}, {len(result['seeds'])} paired seeds)")
+    out.print(f"[bold]verdict[/] (trial {result['trial']}, {unit(result, len(result['seeds']))})")
     for finding in findings(result):
-        colour = COLOURS.get(finding.verdict or "", "dim")
-        out.print(f"[{colour}]■[/] {finding.sentence}", highlight=False, soft_wrap=True)
+        colour = COLOURS.get(finding.word, "dim")
+        tag = escape(f"[{finding.word}]")
+        out.print(
+            f"[{colour}]■ {tag}[/] {escape(finding.sentence)}", highlight=False, soft_wrap=True
+        )
         if finding.evidence:
-            out.print(f"    [dim]why:[/] {finding.evidence}", highlight=False, soft_wrap=True)
+            out.print(
+                f"    [dim]why:[/] {escape(finding.evidence)}", highlight=False, soft_wrap=True
+            )
+    reference = reference_line(result)
+    if reference:
+        out.print(f"[cyan]◆[/] {escape(reference)}", highlight=False, soft_wrap=True)
+    out.print(f"[dim]{escape(design_line(result))}[/]", highlight=False, soft_wrap=True)
     out.print()
 
 
@@ -195,22 +322,27 @@ def paths(
     sweep: OptionalSweepArg = None,
     storage: StorageOpt = None,
     study: StudyOpt = None,
-    seeds: SeedsOpt = 3,
+    repeats: RepeatsOpt = None,
     workers: WorkersOpt = None,
     solo: SoloOpt = False,
+    seeds: SeedsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Retrain the best config along a grid of each varied regularizer: dose-response paths."""
     from regsweep.insight.metrics import HEADLINE, label
-    from regsweep.insight.paths import run_paths
+    from regsweep.insight.paths import default_repeats, run_paths
     from regsweep.insight.studyview import require_best, require_config
 
-    study_obj, _ = open_existing(locate(sweep, storage, study))
-    require_config(study_obj)
+    ref = locate(sweep, storage, study)
+    study_obj, _ = open_existing(ref)
+    config = require_config(study_obj)
     best = require_best(study_obj)
+    verdict = _verdict_settings(ref, study_obj)
+    repeats = _repeats(repeats, seeds)
+    n = repeats if repeats is not None else default_repeats(study_obj, config)
     err.print(
         f"dose-response paths of trial {best.number} of {study_obj.study_name}: "
-        f"{seeds} paired seeds",
+        f"{n} repetitions (the same rows and seeds as ablate's first {n})",
         highlight=False,
     )
     progress = _progress("paths")
@@ -227,7 +359,8 @@ def paths(
     with progress:
         result = run_paths(
             study_obj,
-            n_seeds=seeds,
+            repeats=n,
+            verdict=verdict,
             workers=workers,
             on_start=on_start,
             on_run=on_run,
@@ -239,26 +372,27 @@ def paths(
     for name, points in result["paths"].items():
         cells = []
         for point in points:
-            effect = point_effect(result, point["key"], HEADLINE)
+            effect = point_effect(result, point["key"])
             mark = "*" if point["is_best"] else ""
             cells.append(f"{point['label']}{mark} {format_effect(effect, HEADLINE, 3)}")
-        out.print(f"[bold]{name}[/]: " + " · ".join(cells), highlight=False, soft_wrap=True)
+        out.print(f"[bold]{name}[/]: " + escape(" · ".join(cells)), highlight=False, soft_wrap=True)
     out.print(
-        f"{label(HEADLINE)} − the best config's, paired per seed [95% CI]; * = the best config's "
-        "value; plotted by `regsweep report`",
+        f"{label(HEADLINE)} − the best config's, paired per repetition [95% CI, corrected "
+        "resampled t, per point]; * = the best config's value; plotted by `regsweep report`",
         highlight=False,
+        markup=False,
     )
 
 
 def ablation_table(result: dict[str, Any]) -> Table:
-    """Mean per variant; the second line of a cell is the paired difference from best [CI]."""
+    """Mean per variant; the second line of a cell is the difference from best [CI]."""
     from regsweep.insight.ablation import METRICS, effects_of, format_effect, format_mean
-    from regsweep.insight.effects import classify
     from regsweep.insight.metrics import LOWER_IS_BETTER
+    from regsweep.insight.verdict import unit
 
     effects = effects_of(result)
     table = Table(
-        title=f"ablation of trial {result['trial']} ({len(result['seeds'])} paired seeds, mean)",
+        title=f"ablation of trial {result['trial']} ({unit(result, len(result['seeds']))}, mean)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
@@ -275,9 +409,11 @@ def ablation_table(result: dict[str, Any]) -> Table:
                 continue
             effect = effects[row["key"]][metric]
             # Removing something that helps makes the metric worse: red.
-            word = classify(effect, LOWER_IS_BETTER[metric])
-            colour = {"helps": "red", "hurts": "green"}.get(word, "dim")
-            delta = format_effect(effect, metric, digits=3)
+            colour = "dim"
+            if effect.excludes_zero() and effect.mean is not None:
+                worse = effect.mean > 0 if LOWER_IS_BETTER[metric] else effect.mean < 0
+                colour = "red" if worse else "green"
+            delta = escape(format_effect(effect, metric, digits=3))
             cells.append(f"{format_mean(row, metric, digits=3)}\n[{colour}]{delta}[/]")
         table.add_row(*cells)
     return table

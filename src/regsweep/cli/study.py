@@ -12,19 +12,23 @@ from rich.table import Table
 
 from regsweep.cli.app import (
     DebugOpt,
+    NTrialsOpt,
     OptionalSweepArg,
     StorageOpt,
     StudyOpt,
     command,
     err,
     out,
+    sweep_flags,
 )
+from regsweep.config.loading import load_sweep
 from regsweep.config.schema import REGULARIZERS
 from regsweep.data.tasks import best_scores, format_metric
 from regsweep.errors import StudyError
-from regsweep.sweep.locate import locate, open_existing
-from regsweep.sweep.progress import trials_table
-from regsweep.sweep.study import CONFIG_ATTR
+from regsweep.signals import Terminated, sigterm_as_exception
+from regsweep.sweep.locate import StudyRef, locate, open_existing, open_existing_storage
+from regsweep.sweep.progress import format_params, trials_table
+from regsweep.sweep.study import CONFIG_ATTR, config_of, find_study
 
 
 @command
@@ -112,3 +116,67 @@ def best(
     out.print(yaml.safe_dump(snippet, sort_keys=False).rstrip(), highlight=False, markup=False)
     if CONFIG_ATTR not in study_obj.user_attrs:
         err.print("note: this study was not made by regsweep; metrics may be missing")
+
+
+@command
+def watch(
+    sweep: OptionalSweepArg = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    n_trials: NTrialsOpt = None,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", metavar="SECONDS", min=0.1, help="How often to read the study."),
+    ] = 2.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Follow a study whose workers run elsewhere (compose, Slurm, Kubernetes), live, until
+    its budget is met; Ctrl-C stops only the watching."""
+    from regsweep.sweep.watch import Budget, wait_for_database, wait_for_study
+    from regsweep.sweep.watch import watch as follow
+
+    config = None
+    if sweep is not None:
+        config = load_sweep(sweep, flags=sweep_flags(storage, study, n_trials))
+        ref = StudyRef(config.study.storage, config.study_name)
+    else:
+        ref = locate(None, storage, study)
+    try:
+        with sigterm_as_exception():
+            wait_for_database(ref.url, err, interval)
+            db = open_existing_storage(ref.url, "a worker")
+            if ref.name is None:
+                study_obj = find_study(db, None, ref.url)
+            else:
+                study_obj = wait_for_study(db, ref.url, ref.name, err, interval)
+            # The budget and grace period as the sweep file says now (they may change
+            # between runs); the epochs as the study was made (a resume cannot change them).
+            stored = config_of(study_obj)
+            current = config or stored
+            if current is None:
+                raise StudyError(
+                    f"--study: study {study_obj.study_name!r} was not made by regsweep, so it "
+                    "stores no budget or epochs; give the sweep file it runs"
+                )
+            budget = Budget(
+                n_trials or current.study.n_trials,
+                (stored or current).train.max_epochs,
+                current.study.grace_period,
+            )
+            follow(study_obj, db, budget, console=err, interval_s=interval)
+    except (KeyboardInterrupt, Terminated) as exc:
+        err.print("stopped watching: the study and its workers go on (watch writes nothing)")
+        raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 143) from None
+    trials_now = study_obj.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in trials_now) for s in TrialState}
+    line = (
+        f"study {study_obj.study_name}: budget of {budget.n_trials} trials met ("
+        + ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
+        + ")"
+    )
+    completed = [t for t in trials_now if t.state == TrialState.COMPLETE]
+    if completed:
+        best = study_obj.best_trial
+        params = format_params(best.params)
+        line += f"; best trial {best.number}: val_loss {best.value:.4f}  {params}"
+    out.print(line, highlight=False, soft_wrap=True)

@@ -50,8 +50,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{path}: expected a mapping of sections (study, data, model, train, search_space), "
-            f"got {type(raw).__name__}"
+            f"{path}: expected a mapping of sections (study, data, model, train, search_space, "
+            f"verdict), got {type(raw).__name__}"
         )
     return raw
 

@@ -394,6 +394,60 @@ class SearchSpace(_Section):
         return [(name, getattr(self, name)) for name in REGULARIZERS]
 
 
+def parse_min_effect(value: Any) -> float | str:
+    """``0.01`` (in the loss's own units) or ``"5%"`` (of the best config's loss), checked."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            share = float(value.strip()[:-1])
+        except ValueError:
+            share = math.nan
+        if not 0 < share < 100:
+            raise ValueError(
+                f"{value!r} is not allowed (allowed: a share of the best config's loss such as "
+                "'5%', between 0% and 100%, or a loss difference such as 0.01)"
+            )
+        return f"{share:g}%"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(
+            f"{value!r} is not allowed (allowed: a loss difference > 0 such as 0.01, or a "
+            "share of the best config's loss such as '5%')"
+        )
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{value!r} is not allowed (allowed: a finite number > 0)")
+    return float(value)
+
+
+class VerdictConfig(_Section):
+    """How ``ablate`` and ``paths`` decide; read by them only, never by a trial, so a
+    resumed study may change it freely."""
+
+    # The smallest effect that matters: an effect whose interval lies inside ±min_effect
+    # is negligible. A share of the best config's loss ("5%"; ablate measures it on its
+    # first look's assessment rows), or a loss difference.
+    min_effect: float | str = "5%"
+    # ablate adds repetitions, one round of `folds` at a time, until every effect is
+    # decided or this many have run.
+    max_repeats: int = Field(default=30, ge=2, le=1000)
+    # Each repetition assesses one fold in `folds` of the training rows (a round of
+    # `folds` repetitions assesses every row once).
+    folds: int = Field(default=5, ge=2, le=20)
+
+    @field_validator("min_effect", mode="before")
+    @classmethod
+    def _share_or_difference(cls, value: Any) -> float | str:
+        return parse_min_effect(value)
+
+    def min_effect_for(self, best_loss: float) -> float:
+        """``min_effect`` in the loss's units, given the best config's loss."""
+        return min_effect_value(self.min_effect, best_loss)
+
+
+def min_effect_value(spec: float | str, best_loss: float) -> float:
+    if isinstance(spec, str):
+        return float(spec.rstrip("%")) / 100 * abs(best_loss)
+    return float(spec)
+
+
 class SweepConfig(_Section):
     """The whole sweep file, after defaults."""
 
@@ -402,6 +456,7 @@ class SweepConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     search_space: SearchSpace = Field(default_factory=SearchSpace)
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
 
     @property
     def study_name(self) -> str:

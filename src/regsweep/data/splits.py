@@ -1,4 +1,10 @@
-"""Load a data set once per process into tensors, split it, and keep it on the device.
+"""Tensors on the device, from one pipeline for every data set.
+
+A reader gives raw rows (``data.sources``), one splitter decides which rows train,
+which choose and which assess (``data.resample``), and one preprocessor (with a
+regression target's scale) is fitted on the training rows alone and applied to the
+rest. The sweep's split and every repetition of ``ablate`` and ``paths`` go through the
+same code, so they differ only in which rows play which role.
 
 Training batches are made by indexing these tensors with a shuffled permutation:
 no DataLoader and no per-sample transforms, which is what makes a trial fast.
@@ -6,49 +12,38 @@ no DataLoader and no per-sample transforms, which is what makes a trial fast.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from regsweep.config.schema import DataConfig
-from regsweep.data.idx import read_idx
-from regsweep.data.preprocess import image_preprocessor
 from regsweep.data.tasks import regression_scores
 from regsweep.errors import DataError
 
-# File names torchvision's MNIST-style classes look for under ROOT/<Class>/raw.
-_TORCHVISION_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
-_TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-# The digits set has no official test split; this fixed share is held out as one.
-_DIGITS_TEST_FRACTION = 0.2
-# A download that sends nothing for this long has failed (no network, a silent firewall);
-# without it urllib would wait forever for every mirror in turn.
-DOWNLOAD_TIMEOUT_S = 15.0
+if TYPE_CHECKING:
+    from regsweep.data.resample import Partition
+    from regsweep.data.sources import RawData
+
+# Folds of a repetition's assessment rows: each repetition assesses one fifth of the
+# training rows, and every round of five assesses each row once.
+DEFAULT_FOLDS = 5
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / optional test tensors, prepared with train statistics.
+    """Train / validation / optional assessment and test tensors, prepared with train statistics.
 
     For classification the targets are class indices (int64) into ``classes``; for
     regression they are float32, standardized with the training mean and standard
     deviation (``target_mean``, ``target_scale``), and ``n_classes`` is 1: the network's
     output width. ``preprocessor`` is the fitted scikit-learn transform from raw inputs
-    to the network's inputs, which ``export`` saves.
+    to the network's inputs, which ``export`` saves. A repetition's splits also have
+    assessment rows (``assess_x``, ``assess_y``), which neither train nor choose.
     """
 
     train_x: torch.Tensor
@@ -64,21 +59,30 @@ class Splits:
     target_mean: float = 0.0
     target_scale: float = 1.0
     preprocessor: Any = field(default=None, compare=False, repr=False)
+    assess_x: torch.Tensor | None = None
+    assess_y: torch.Tensor | None = None
+    partition_key: str = ""  # which rows trained, chose and assessed (Partition.key)
 
     def scores(self, stage: str, loss: float, accuracy: float) -> dict[str, float]:
-        """Every metric of this task for split ``stage`` (val or test), by full name."""
+        """Every metric of this task for split ``stage`` (val, assess or test), by full name."""
         if self.task != "regression":
             return {f"{stage}_loss": loss, f"{stage}_accuracy": accuracy}
         rmse, r2 = regression_scores(loss, self._target_var[stage], self.target_scale)
         return {f"{stage}_loss": loss, f"{stage}_rmse": rmse, f"{stage}_r2": r2}
 
+    def stage(self, stage: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The inputs and targets of ``stage`` (train, val, assess, test), if it exists."""
+        x, y = getattr(self, f"{stage}_x"), getattr(self, f"{stage}_y")
+        return None if x is None or y is None else (x, y)
+
     @cached_property
     def _target_var(self) -> dict[str, float]:
         # R²'s denominator: the spread of the targets being scored, around their own mean.
-        out = {"val": float(self.val_y.float().var(unbiased=False))}
-        if self.test_y is not None:
-            out["test"] = float(self.test_y.float().var(unbiased=False))
-        return out
+        return {
+            stage: float(found[1].float().var(unbiased=False))
+            for stage in ("val", "assess", "test")
+            if (found := self.stage(stage)) is not None
+        }
 
     @property
     def n_features(self) -> int:
@@ -98,6 +102,8 @@ class Splits:
             self.val_y,
             self.test_x,
             self.test_y,
+            self.assess_x,
+            self.assess_y,
         ):
             if tensor is not None:
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -117,163 +123,141 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_splits(config: DataConfig, seed: int, device: torch.device | str = "cpu") -> Splits:
-    """The data set for ``config``, split with ``seed``, on ``device``; cached per process."""
+    """The sweep's split of ``config``'s data with ``seed``, on ``device``; cached per process."""
     return _load_splits_cached(config.model_dump_json(), seed, str(device))
 
 
 @functools.lru_cache(maxsize=4)
 def _load_splits_cached(config_json: str, seed: int, device: str) -> Splits:
+    from regsweep.data.resample import sweep_partition
+
     config = DataConfig.model_validate_json(config_json)
-    if config.dataset in ("table", "arrays", "torchvision"):
-        from regsweep.data.prepare import prepare_splits  # pandas and scikit-learn: on use
+    raw = read_rows(config)
+    partition = sweep_partition(raw.y, raw.task, config.val_fraction, seed)
+    return build_splits(raw, partition, device)
 
-        return prepare_splits(config, seed, device)
-    images, labels, test_images, test_labels = _read_arrays(config)
-    if config.limit is not None:
-        images, labels = images[: config.limit], labels[: config.limit]
-    if len(images) != len(labels):
-        raise DataError(
-            f"data: {len(images)} training images but {len(labels)} labels; they must match"
-        )
-    n_val = max(1, round(len(images) * config.val_fraction))
-    if len(images) - n_val < 2:
-        raise DataError(f"data: {len(images)} training samples leave nothing to train on")
-    order = np.random.default_rng(seed).permutation(len(images))
-    val_idx, train_idx = order[:n_val], order[n_val:]
 
-    # Flatten, scale, and standardize with one mean and std over the training pixels.
-    preprocessor = image_preprocessor().fit(images[train_idx])
+def load_repetition(
+    config: DataConfig,
+    study_seed: int,
+    index: int,
+    device: torch.device | str = "cpu",
+    *,
+    folds: int = DEFAULT_FOLDS,
+) -> Splits:
+    """Repetition ``index`` of ``ablate`` and ``paths``: fit, validation and assessment rows
+    drawn afresh from the training data (``data.resample.repetition``), the preprocessor
+    refitted on the fit rows; the test rows, if any, are the data set's own."""
+    from regsweep.data.resample import repetition
 
-    def prepare(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(preprocessor.transform(x)).to(device)
+    raw = read_rows(config)
+    partition = repetition(
+        raw.y,
+        raw.task,
+        study_seed=study_seed,
+        index=index,
+        folds=folds,
+        val_fraction=config.val_fraction,
+    )
+    return build_splits(raw, partition, str(device))
 
-    def targets(y: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(y.astype(np.int64)).to(device)
 
-    n_classes = int(max(labels.max(), test_labels.max() if test_labels is not None else 0)) + 1
+def read_rows(config: DataConfig) -> RawData:
+    """``config``'s raw rows, read once per process (every repetition splits them anew)."""
+    return _read_rows_cached(config.model_dump_json())
+
+
+@functools.lru_cache(maxsize=2)
+def _read_rows_cached(config_json: str) -> RawData:
+    # pandas and scikit-learn are imported on use: a worker that only trains pays for them
+    # once, here, and the CLI's bad-input errors not at all.
+    from regsweep.data.sources import read_source
+
+    return read_source(DataConfig.model_validate_json(config_json))
+
+
+def build_splits(raw: RawData, partition: Partition, device: str) -> Splits:
+    """Fit the preprocessor and the target's scale on ``partition.fit``, apply them to all."""
+    from regsweep.data.preprocess import transform
+
+    targets = _Targets.fit(raw)
+    fit_rows = raw.rows(partition.fit)
+    preprocessor = raw.make_preprocessor().fit(fit_rows)
+    targets.rescale(raw.y[partition.fit])
+
+    def inputs(rows: Any) -> torch.Tensor:
+        return torch.from_numpy(transform(preprocessor, rows)).to(device)
+
+    def labels(y: np.ndarray, key: str) -> torch.Tensor:
+        return targets.encode(y, key).to(device)
+
+    assess = partition.assess
+    has_test = raw.test_x is not None and raw.test_y is not None
+    regression = raw.task == "regression"
     return Splits(
-        train_x=prepare(images[train_idx]),
-        train_y=targets(labels[train_idx]),
-        val_x=prepare(images[val_idx]),
-        val_y=targets(labels[val_idx]),
-        test_x=prepare(test_images) if test_images is not None else None,
-        test_y=targets(test_labels) if test_labels is not None else None,
-        n_classes=n_classes,
-        name=config.dataset,
-        classes=tuple(range(n_classes)),
+        train_x=inputs(fit_rows),
+        train_y=labels(raw.y[partition.fit], "path"),
+        val_x=inputs(raw.rows(partition.val)),
+        val_y=labels(raw.y[partition.val], "path"),
+        test_x=inputs(raw.test_x) if has_test else None,
+        test_y=labels(raw.test_y, raw.test_key) if has_test else None,  # type: ignore[arg-type]
+        n_classes=1 if regression else len(targets.classes),
+        name=raw.name,
+        task=raw.task,
+        classes=None if regression else tuple(_plain(c) for c in targets.classes),
+        target_mean=targets.mean,
+        target_scale=targets.scale,
         preprocessor=preprocessor,
+        assess_x=inputs(raw.rows(assess)) if assess is not None else None,
+        assess_y=labels(raw.y[assess], "path") if assess is not None else None,
+        partition_key=partition.key(),
     )
 
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+class _Targets:
+    """Class labels to indices, or a number's standardization, fitted on training rows."""
+
+    def __init__(self, task: str, classes: np.ndarray, where: str) -> None:
+        self.task = task
+        self.classes = classes
+        self.where = where
+        self.mean, self.scale = 0.0, 1.0
+
+    @classmethod
+    def fit(cls, raw: RawData) -> _Targets:
+        if raw.task == "regression":
+            return cls(raw.task, np.array([]), raw.where)
+        if raw.classes is not None:
+            return cls(raw.task, np.asarray(raw.classes), raw.where)
+        # Every label of the training file is a class, even one the validation rows take.
+        classes = np.unique(np.asarray(raw.y))
+        if len(classes) < 2:
+            raise DataError(
+                f"data.target: {raw.where} has one class ({classes[0]!r}); classification needs "
+                "at least 2 (allowed: 2 or more labels, or task: regression)"
+            )
+        return cls(raw.task, classes, raw.where)
+
+    def rescale(self, train_y: np.ndarray) -> None:
+        if self.task == "regression":
+            values = train_y.astype(np.float64)
+            self.mean, self.scale = float(values.mean()), float(values.std()) or 1.0
+
+    def encode(self, y: np.ndarray, key: str) -> torch.Tensor:
+        if self.task == "regression":
+            values = (np.asarray(y, dtype=np.float64) - self.mean) / self.scale
+            return torch.from_numpy(values.astype(np.float32))
+        index = np.searchsorted(self.classes, y)
+        index = np.clip(index, 0, len(self.classes) - 1)
+        unknown = self.classes[index] != y
+        if unknown.any():
+            raise DataError(
+                f"data.{key}: label {y[unknown][0]!r} is not among the training labels of "
+                f"{self.where} (allowed: {', '.join(repr(_plain(c)) for c in self.classes[:10])})"
+            )
+        return torch.from_numpy(index.astype(np.int64))
 
 
-def _read_arrays(config: DataConfig) -> Arrays:
-    if config.dataset == "digits":
-        return _read_digits()
-    if config.dataset == "idx":
-        return _read_idx_files(config)
-    return _read_torchvision(config)
-
-
-def _read_digits() -> Arrays:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = (bunch.data / 16.0).astype(np.float32)
-    labels = bunch.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(images))
-    n_test = round(len(images) * _DIGITS_TEST_FRACTION)
-    test, train = order[:n_test], order[n_test:]
-    return images[train], labels[train], images[test], labels[test]
-
-
-def _read_idx_files(config: DataConfig) -> Arrays:
-    def read(key: str) -> np.ndarray | None:
-        value = getattr(config, key)
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise DataError(f"data.{key}: no such file {path}")
-        try:
-            return read_idx(path)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"data.{key}: cannot read {path} as IDX ({exc})") from None
-
-    images, labels = read("train_images"), read("train_labels")
-    assert images is not None and labels is not None  # guaranteed by DataConfig
-    return images, labels, read("test_images"), read("test_labels")
-
-
-def _read_torchvision(config: DataConfig) -> Arrays:
-    """MNIST / Fashion-MNIST from ROOT/<Class>/raw, downloaded there by torchvision if allowed.
-
-    The files are read with :func:`read_idx`, gzipped or not, so copying the four
-    ``.gz`` files into that folder is enough offline (torchvision itself would insist
-    on the uncompressed copies it extracts after a download).
-    """
-    class_name = _TORCHVISION_CLASS[config.dataset]
-    root = Path(config.root).expanduser()
-    raw = root / class_name / "raw"
-    found = _find_raw_files(raw)
-    reason = "download is off"
-    if None in found and config.download:
-        from filelock import FileLock
-        from torchvision import datasets
-
-        root.mkdir(parents=True, exist_ok=True)
-        # Workers sharing one data folder (a compose volume) download once: the others
-        # wait here, then find the files.
-        with FileLock(str(root / f".{class_name}.download.lock")):
-            found = _find_raw_files(raw)
-            if None in found:
-                try:
-                    with socket_timeout(DOWNLOAD_TIMEOUT_S):
-                        # One construction downloads all four files (training and test).
-                        getattr(datasets, class_name)(str(root), train=True, download=True)
-                except Exception as exc:  # torchvision raises RuntimeError, URLError...
-                    reason = f"download failed ({short_reason(exc)})"
-                found = _find_raw_files(raw)
-    if None in found:
-        raise DataError(
-            f"data.dataset: {config.dataset} is not in {raw} and {reason}; expected "
-            f"{', '.join(_TORCHVISION_FILES)} there. Offline: copy those files into {raw}, "
-            "or use dataset: idx with train_images/train_labels, or dataset: digits"
-        )
-    try:
-        arrays = [read_idx(path) for path in found if path is not None]
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(
-            f"data.dataset: cannot read {config.dataset} in {raw} ({exc}); "
-            "delete the damaged file to download it again"
-        ) from None
-    train_x, train_y, test_x, test_y = arrays
-    return train_x, train_y, test_x, test_y
-
-
-def _find_raw_files(raw: Path) -> list[Path | None]:
-    """Each expected file, compressed or as torchvision extracts it, or None if absent."""
-    found: list[Path | None] = []
-    for name in _TORCHVISION_FILES:
-        candidates = (raw / name, raw / name.removesuffix(".gz"))
-        found.append(next((p for p in candidates if p.is_file()), None))
-    return found
-
-
-@contextlib.contextmanager
-def socket_timeout(seconds: float) -> Iterator[None]:
-    """Bound every socket operation: urllib (under torchvision) waits forever by default."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def short_reason(exc: BaseException) -> str:
-    # torchvision's message is "Error downloading X:\nTried MIRROR, got:\nREASON" per mirror;
-    # the last reason (e.g. "Name or service not known") is what a user can act on.
-    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, so classes serialize to JSON."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -52,7 +52,9 @@ def is_percent(metric: str) -> bool:
 
 # Every known metric name of every task, with its direction.
 LOWER_IS_BETTER: dict[str, bool] = {
-    name: lower_is_better(name) for task in TASKS for name in metric_names(task)
+    name: lower_is_better(name)
+    for task in TASKS
+    for name in metric_names(task, ("assess", "val", "test"))
 }
 
 

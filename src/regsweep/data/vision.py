@@ -1,9 +1,11 @@
-"""``dataset: torchvision``: any torchvision classification data set by class name.
+"""Image data sets from torchvision: MNIST and Fashion-MNIST, and any other by class name.
 
-``name: KMNIST``, ``name: EMNIST`` with ``split: balanced``, ``name: CIFAR10``, ... are
-downloaded into ``root`` by torchvision itself (bounded by the same timeout and file lock
-as MNIST) or found there; the images come back as arrays, to be flattened and
-standardized with training statistics like MNIST's.
+``dataset: mnist`` / ``fashion_mnist`` read the four IDX files under ROOT/<Class>/raw
+(gzipped or as torchvision extracts them), downloading them with torchvision where they
+are missing and downloads are allowed. ``dataset: torchvision`` with ``name: KMNIST``,
+``name: EMNIST`` and ``split: balanced``, ``name: CIFAR10``, ... builds the named class,
+bounded by the same timeout and file lock. Either way the images come back as raw arrays
+(uint8, samples first) with their labels; scaling is the preprocessor's job.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from regsweep.config.schema import DataConfig
+from regsweep.data.download import DOWNLOAD_TIMEOUT_S, short_reason, socket_timeout
+from regsweep.data.idx import read_idx
 from regsweep.errors import DataError
 
 # Named in errors; any torchvision class that takes `train` or `split` works.
@@ -22,13 +26,74 @@ KNOWN = "MNIST, FashionMNIST, KMNIST, EMNIST (with split), QMNIST, USPS, CIFAR10
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
+# File names torchvision's MNIST-style classes look for under ROOT/<Class>/raw.
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+_MNIST_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+
+
+def read_mnist(config: DataConfig) -> Arrays:
+    """MNIST / Fashion-MNIST from ROOT/<Class>/raw, downloaded there by torchvision if allowed.
+
+    The files are read with :func:`read_idx`, gzipped or not, so copying the four
+    ``.gz`` files into that folder is enough offline (torchvision itself would insist
+    on the uncompressed copies it extracts after a download).
+    """
+    class_name = _MNIST_CLASS[config.dataset]
+    root = Path(config.root).expanduser()
+    raw = root / class_name / "raw"
+    found = _find_raw_files(raw)
+    reason = "download is off"
+    if None in found and config.download:
+        from filelock import FileLock
+        from torchvision import datasets
+
+        root.mkdir(parents=True, exist_ok=True)
+        # Workers sharing one data folder (a compose volume) download once: the others
+        # wait here, then find the files.
+        with FileLock(str(root / f".{class_name}.download.lock")):
+            found = _find_raw_files(raw)
+            if None in found:
+                try:
+                    with socket_timeout(DOWNLOAD_TIMEOUT_S):
+                        # One construction downloads all four files (training and test).
+                        getattr(datasets, class_name)(str(root), train=True, download=True)
+                except Exception as exc:  # torchvision raises RuntimeError, URLError...
+                    reason = f"download failed ({short_reason(exc)})"
+                found = _find_raw_files(raw)
+    if None in found:
+        raise DataError(
+            f"data.dataset: {config.dataset} is not in {raw} and {reason}; expected "
+            f"{', '.join(MNIST_FILES)} there. Offline: copy those files into {raw}, "
+            "or use dataset: idx with train_images/train_labels, or dataset: digits"
+        )
+    try:
+        train_x, train_y, test_x, test_y = (read_idx(path) for path in found if path is not None)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(
+            f"data.dataset: cannot read {config.dataset} in {raw} ({exc}); "
+            "delete the damaged file to download it again"
+        ) from None
+    return train_x, train_y, test_x, test_y
+
+
+def _find_raw_files(raw: Path) -> list[Path | None]:
+    """Each expected file, compressed or as torchvision extracts it, or None if absent."""
+    found: list[Path | None] = []
+    for name in MNIST_FILES:
+        candidates = (raw / name, raw / name.removesuffix(".gz"))
+        found.append(next((p for p in candidates if p.is_file()), None))
+    return found
+
 
 def read_torchvision(config: DataConfig) -> Arrays:
     """Training and test images (uint8, samples first) and labels of ``config.name``."""
     from filelock import FileLock
     from torchvision import datasets
-
-    from regsweep.data.splits import DOWNLOAD_TIMEOUT_S, short_reason, socket_timeout
 
     name = str(config.name)
     cls: Any = getattr(datasets, name, None)

@@ -160,6 +160,30 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float(loss_sum) / n, math.nan if regression else float(correct) / n
 
 
+@torch.inference_mode()
+def row_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
+    """Each row's loss and, for classification, whether it was classified right (1 or 0).
+
+    What a per-row comparison of two models on the same rows needs (``ablate``'s check on
+    the test rows), in eval mode and large batches as :func:`evaluate`.
+    """
+    was_training = model.training
+    model.eval()
+    losses, correct = [], []
+    regression = y.is_floating_point()
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = model(x[start : start + EVAL_BATCH])
+        target = y[start : start + EVAL_BATCH]
+        losses.append(batch_loss(logits, target, reduction="none"))
+        if not regression:
+            correct.append((logits.argmax(dim=1) == target).float())
+    model.train(was_training)
+    out = {"loss": torch.cat(losses).tolist() if losses else []}
+    if not regression:
+        out["correct"] = torch.cat(correct).tolist() if correct else []
+    return out
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,

@@ -295,8 +295,9 @@ def epochs_vs_patience(trials: list[FrozenTrial], max_epochs: int) -> go.Figure:
 VERDICT_COLOUR = {
     "helps": "#2e7d32",
     "hurts": "#c62828",
-    "no measurable effect": "#757575",
-    "no interval": "#9e9e9e",
+    "negligible": "#1565c0",
+    "real but negligible": "#1565c0",
+    "undecided": "#757575",
 }
 
 
@@ -311,9 +312,12 @@ class EffectBar:
     verdict: str
 
 
-def effect_plot(rows: list[EffectBar], metric_label: str, seeds: int) -> go.Figure:
-    """Differences with 95% CI whiskers around a zero line: not bars from zero, so an
-    effect of a few percent is as visible as it is."""
+def effect_plot(
+    rows: list[EffectBar], metric_label: str, runs: int, min_effect: float = 0.0
+) -> go.Figure:
+    """Differences with their interval's whiskers around a zero line (and the smallest
+    effect that matters, dotted): not bars from zero, so an effect of a few percent is as
+    visible as it is."""
     fig = go.Figure()
     labels = [r.label for r in rows]
     fig.add_trace(
@@ -321,7 +325,7 @@ def effect_plot(rows: list[EffectBar], metric_label: str, seeds: int) -> go.Figu
             x=[r.mean for r in rows],
             y=labels,
             mode="markers",
-            name=f"{metric_label}: without − with (95% CI, {seeds} paired seeds)",
+            name=f"{metric_label}: without − with ({runs} repetitions)",
             marker={"size": 13, "color": [VERDICT_COLOUR.get(r.verdict, "#333") for r in rows]},
             error_x={
                 "type": "data",
@@ -336,6 +340,8 @@ def effect_plot(rows: list[EffectBar], metric_label: str, seeds: int) -> go.Figu
         )
     )
     fig.add_vline(x=0, line_color="#333", line_width=1.5)
+    for bound in (-min_effect, min_effect) if min_effect > 0 else ():
+        fig.add_vline(x=bound, line_color="#1565c0", line_width=1, line_dash="dot")
     fig.update_yaxes(autorange="reversed", title="")
     fig.update_xaxes(
         title=f"{metric_label} without it − with it (right of 0: it helps; left: it hurts)",
@@ -343,7 +349,7 @@ def effect_plot(rows: list[EffectBar], metric_label: str, seeds: int) -> go.Figu
     )
     return style(
         fig,
-        f"Effect of each regularizer on {metric_label} (95% CI)",
+        f"Effect of each regularizer on {metric_label} (adjusted 95% CI)",
         height=max(300, 70 + 48 * len(rows)),
     )
 
@@ -360,7 +366,7 @@ class PathPoint:
     gap_high: float | None
 
 
-def dose_response(name: str, points: list[PathPoint], metric_label: str, seeds: int) -> go.Figure:
+def dose_response(name: str, points: list[PathPoint], metric_label: str, runs: int) -> go.Figure:
     """One regularizer's path: effect on the loss (top) and the gap (bottom) per strength."""
     fig = make_subplots(
         rows=2,
@@ -369,7 +375,7 @@ def dose_response(name: str, points: list[PathPoint], metric_label: str, seeds: 
         vertical_spacing=0.08,
         subplot_titles=[
             f"{metric_label} − the best config's (paired, 95% CI band)",
-            "generalization gap: validation − train loss (95% CI band)",
+            "generalization gap: assessment − train loss (95% CI band)",
         ],
     )
     x = [p.label for p in points]
@@ -407,7 +413,7 @@ def dose_response(name: str, points: list[PathPoint], metric_label: str, seeds: 
                 y=mean,
                 mode="lines+markers",
                 line={"color": colour},
-                name="validation loss difference" if row == 1 else "gap",
+                name=f"{metric_label} difference" if row == 1 else "gap",
                 hovertemplate="%{x}: %{y:+.4f}<extra></extra>",
             ),
             row=row,
@@ -428,7 +434,7 @@ def dose_response(name: str, points: list[PathPoint], metric_label: str, seeds: 
         )
     fig.add_hline(y=0, line_color="#333", line_width=1, row=1, col=1)
     fig.update_xaxes(title=f"{name} (off = regularizer off)", type="category", row=2, col=1)
-    style(fig, f"Dose-response: {name} ({seeds} paired seeds per point)", height=560)
+    style(fig, f"Dose-response: {name} ({runs} repetitions per point)", height=560)
     fig.update_layout(margin={"t": 90})
     return fig
 

@@ -16,17 +16,18 @@ __all__ = ["HEADLINE", "LOWER_IS_BETTER", "METRICS", "format_value", "label", "m
 
 # The classification metrics: the default for results stored before regression existed.
 METRICS: tuple[str, ...] = metric_names("classification")
-# Every metric of every task, in a stable order (val before test, loss first).
+# Every metric of every task, in a stable order (assessment, validation, test; loss first).
 ALL_METRICS: tuple[str, ...] = tuple(
     dict.fromkeys(
         name
-        for stage in ("val", "test")
+        for stage in ("assess", "val", "test")
         for task in ("classification", "regression")
         for name in metric_names(task, (stage,))
     )
 )
-# The value the study minimizes: the verdict's headline.
-HEADLINE = "val_loss"
+# The value the study minimizes, on the rows that chose nothing: the verdict's headline
+# (ablations stored before repetitions had "val_loss").
+HEADLINE = "assess_loss"
 
 
 def metrics_in(runs: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -39,13 +40,15 @@ def secondary(metrics: Iterable[str]) -> str:
     """The metric a reader weighs a cost in (L1's sparsity "at which accuracy cost"):
     accuracy for classification, R² for regression."""
     names = set(metrics)
-    return "val_r2" if "val_r2" in names else "val_accuracy"
+    stage = "assess" if any(m.startswith("assess_") for m in names) else "val"
+    return f"{stage}_r2" if f"{stage}_r2" in names else f"{stage}_accuracy"
 
 
 def label(metric: str) -> str:
     split, _, name = metric.partition("_")
     name = {"rmse": "RMSE", "r2": "R²"}.get(name, name.replace("_", " "))
-    return f"{ {'val': 'validation', 'test': 'test'}.get(split, split) } {name}"
+    stage = {"val": "validation", "test": "test", "assess": "assessment"}.get(split, split)
+    return f"{stage} {name}"
 
 
 def format_value(metric: str, value: float | None, digits: int = 4, signed: bool = False) -> str:

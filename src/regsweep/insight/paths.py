@@ -1,13 +1,15 @@
 """Dose-response paths: the best config retrained at a grid of strengths of one regularizer.
 
-regsweep paths sweeps/mnist.yaml --seeds 3
+regsweep paths sweeps/mnist.yaml
 
 In a TPE study every parameter moves at once, so a slice plot mixes the effect of one
 regularizer with those of the others. Here only one moves: for each regularizer the
 search varied, the best config is retrained at a grid of its strengths that includes
-"off", k seeds each, paired with the best config itself (same initial weights and batch
-order per seed: every point of a seed is a member of that seed's pack). The effect of a
-point is ``metric(point) - metric(best config)`` (``insight.effects``).
+"off", over the same repetitions as ``ablate`` (the same rows and seeds: every point of
+a repetition is a member of that repetition's pack), paired with the best config itself.
+The effect of a point is ``metric(point) - metric(best config)`` on the assessment rows,
+with the corrected resampled t interval at 95% for each point (``insight.effects``; a
+curve, not a decision, so not adjusted across points).
 """
 
 from __future__ import annotations
@@ -20,10 +22,19 @@ from typing import Any
 import numpy as np
 import optuna
 
-from regsweep.config.schema import ParamSpec, SweepConfig
-from regsweep.insight.ablation import ablation_seeds, complete, values
+from regsweep.config.schema import ParamSpec, SweepConfig, VerdictConfig
+from regsweep.insight.ablation import (
+    DESIGN,
+    HEADLINE,
+    ablation_seeds,
+    complete,
+    correction_ratio,
+    is_current,
+    stored_ablation,
+    values,
+)
 from regsweep.insight.effects import Effect, paired_effect
-from regsweep.insight.retrain import Engine, run_retrains
+from regsweep.insight.retrain import Engine, repetition_splits, run_retrains
 from regsweep.insight.studyview import effective, require_best, require_config, varied_params
 
 PATHS_ATTR = "regsweep_paths"
@@ -62,10 +73,20 @@ def point_label(name: str, value: Any, max_epochs: int) -> str:
     return "off" if float(value) == 0 else f"{float(value):.3g}"
 
 
+def default_repeats(study: optuna.Study, config: SweepConfig) -> int:
+    """As many repetitions as the stored ablation ran (the same rows and seeds), else one
+    round of folds."""
+    ablation = stored_ablation(study)
+    if ablation is not None and is_current(ablation):
+        return len(ablation["repetitions"])
+    return config.verdict.folds
+
+
 def run_paths(
     study: optuna.Study,
     *,
-    n_seeds: int = 3,
+    repeats: int | None = None,
+    verdict: VerdictConfig | None = None,
     workers: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_run: Callable[[str, dict[str, Any]], None] | None = None,
@@ -73,15 +94,16 @@ def run_paths(
     names: list[str] | None = None,
 ) -> dict[str, Any]:
     """Retrain the best config along every varied regularizer's grid; store and return it."""
-    from regsweep.data.splits import load_splits, resolve_device
-
     config: SweepConfig = require_config(study)
+    # The same folds as the ablation's, so that repetition r has the same rows in both.
+    config = config.model_copy(update={"verdict": verdict or config.verdict})
     best_trial = require_best(study)
     max_epochs = config.train.max_epochs
     best = complete(best_trial.params)
     chosen = names if names is not None else varied_params(study)
-    splits = load_splits(config.data, config.study.seed, resolve_device(config.train.device))
-    seeds = ablation_seeds(config.study.seed, n_seeds)
+    n = repeats if repeats is not None else default_repeats(study, config)
+    # Fail fast on bad data (and too few rows for the folds) before any worker starts.
+    has_test = repetition_splits(config, 0).test_x is not None
 
     jobs: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {
         effective(best, max_epochs): ("best", best)
@@ -106,19 +128,23 @@ def run_paths(
                 }
             )
     if on_start is not None:
-        on_start(len(jobs) * len(seeds))
+        on_start(len(jobs) * n)
     runs = run_retrains(
-        config, list(jobs.values()), seeds, workers=workers, engine=engine, on_run=on_run
+        config, list(jobs.values()), range(n), workers=workers, engine=engine, on_run=on_run
     )
     stripped = {
         key: [{k: v for k, v in run.items() if not k.endswith("_curve")} for run in found]
         for key, found in runs.items()
     }
     result: dict[str, Any] = {
+        "design": DESIGN,
+        "headline": HEADLINE,
         "trial": best_trial.number,
         "best": best,
-        "seeds": seeds,
-        "has_test": splits.test_x is not None,
+        "repetitions": list(range(n)),
+        "seeds": ablation_seeds(config.study.seed, n),
+        "folds": config.verdict.folds,
+        "has_test": has_test,
         "max_epochs": max_epochs,
         "engine": engine,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -134,8 +160,16 @@ def stored_paths(study: optuna.Study) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and "paths" in value else None
 
 
-def point_effect(result: dict[str, Any], key: str, metric: str) -> Effect:
-    """The paired effect of one point against the best config: ``point - best``."""
+def headline(result: dict[str, Any]) -> str:
+    """The metric a path is drawn in: the assessment loss (validation for older paths)."""
+    return str(result.get("headline", "val_loss"))
+
+
+def point_effect(result: dict[str, Any], key: str, metric: str | None = None) -> Effect:
+    """The paired effect of one point against the best config: ``point - best``, corrected
+    for the rows the repetitions share (older paths, on fixed rows: plain paired t)."""
+    metric = metric or headline(result)
     point = {"runs": result["runs"][key]}
     best = {"runs": result["runs"]["best"]}
-    return paired_effect(values(point, metric), values(best, metric))
+    ratio = correction_ratio(best["runs"])
+    return paired_effect(values(point, metric), values(best, metric), ratio=ratio)

@@ -1,5 +1,5 @@
-"""The answer in words: one sentence per regularizer, biggest effect first, with its interval
-and the measured number that explains it ("the why").
+"""The answer in words: one sentence per regularizer, biggest effect first, with its decision,
+its interval, its test-row check and the measured number that explains it ("the why").
 
 Read from a stored ablation (``insight.ablation``); the sign convention is that of
 ``insight.effects``: effect = metric(without it) - metric(best config), so for the loss a
@@ -13,36 +13,46 @@ from dataclasses import dataclass
 from typing import Any
 
 from regsweep.config.schema import REGULARIZERS
-from regsweep.insight.ablation import LABELS, effects_of, values
-from regsweep.insight.effects import Effect, Verdict, classify
-from regsweep.insight.metrics import (
-    HEADLINE,
-    LOWER_IS_BETTER,
-    format_value,
-    label,
-    metrics_in,
-    secondary,
+from regsweep.insight.ablation import (
+    ALL,
+    LABELS,
+    effects_of,
+    is_current,
+    values,
+    variant_key,
 )
+from regsweep.insight.decisions import Decision, Judged
+from regsweep.insight.effects import Effect
+from regsweep.insight.metrics import format_value, label, metrics_in, secondary
 from regsweep.sweep.progress import format_param
-
-ALL = "all"  # the finding for all regularization together, against none
 
 
 @dataclass(frozen=True)
 class Finding:
     name: str  # a regularizer, or ALL
     title: str  # "dropout 0.3", "all regularization"
-    verdict: Verdict | None  # None: off in the best config, nothing was removed
-    effect: Effect | None  # on the headline metric
+    verdict: Decision | None  # None: off in the best config, nothing was removed
+    effect: Effect | None  # on the headline metric, at the level that decided it
     sentence: str
     evidence: str  # the measured "why", next to the effect it explains ("" if none)
+    real: bool = False  # the interval excludes 0 (negligible effects can still be real)
+    test: Effect | None = None  # the same change on the test rows (the independent check)
+
+    @property
+    def word(self) -> str:
+        """The decision as a tag: helps, hurts, negligible, real but negligible, undecided."""
+        if self.verdict is None:
+            return "off"
+        if self.verdict == "negligible" and self.real:
+            return "real but negligible"
+        return self.verdict
 
 
 @dataclass(frozen=True)
 class Why:
-    """The best config against a twin without (some) regularization, averaged over seeds."""
+    """The best config against a twin without (some) regularization, averaged over runs."""
 
-    gap_best: float | None  # validation - train loss at the measured weights
+    gap_best: float | None  # assessment - train loss at the measured weights
     gap_other: float | None
     best_epoch: float | None  # the best config's epoch of best validation loss
     stopped_at: float | None  # epochs the best config ran
@@ -52,19 +62,27 @@ class Why:
     secondary_cost: float | None  # secondary(best) - secondary(twin), paired mean
     bn_epoch: float | None  # epoch at which the batch-norm run reached the other's best loss
     other_best_epoch: float | None  # the epoch of the other run's best validation loss
-    secondary_metric: str = "val_accuracy"  # accuracy, or R² for regression
+    secondary_metric: str = "assess_accuracy"  # accuracy, or R² for regression
+    gap_of: str = "assessment"  # which loss the gap is measured on
+
+
+def headline(result: dict[str, Any]) -> str:
+    return str(result.get("headline", "val_loss"))
+
+
+def unit(result: dict[str, Any], n: int) -> str:
+    word = "repetition" if is_current(result) else "paired seed"
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def findings(result: dict[str, Any]) -> list[Finding]:
     """All regularization vs none first, then each regularizer, biggest effect first."""
-    effects = effects_of(result)
     rows = {row["key"]: row for row in result["rows"]}
     best = rows["best"]
-    seeds = len(result["seeds"])
+    test_effects = effects_of(result) if result.get("has_test") else {}
     per_reg: list[Finding] = []
     for name in REGULARIZERS:
-        row = rows[f"no_{name}"]
-        title = f"{LABELS[name]} {shown_value(name, best['params'][name])}"
+        row = rows[variant_key(name)]
         if row["same_as"] == "best":
             per_reg.append(
                 Finding(
@@ -78,25 +96,34 @@ def findings(result: dict[str, Any]) -> list[Finding]:
                 )
             )
             continue
-        effect = effects[row["key"]][HEADLINE]
-        verdict = classify(effect, LOWER_IS_BETTER[HEADLINE])
-        evidence = _evidence(name, why(best, row), result["max_epochs"])
-        sentence = _sentence(title, verdict, effect, seeds)
-        per_reg.append(Finding(name, title, verdict, effect, sentence, evidence))
+        title = f"{LABELS[name]} {shown_value(name, best['params'][name])}"
+        evidence = _evidence(name, why(best, row, result), int(result["max_epochs"]))
+        per_reg.append(_finding(result, name, title, evidence, test_effects))
     tested = [f for f in per_reg if f.effect is not None and f.effect.mean is not None]
     untested = [f for f in per_reg if f not in tested]
     tested.sort(key=lambda f: -abs(f.effect.mean or 0.0) if f.effect else 0.0)
-    none = rows["none"]
     out: list[Finding] = []
-    if none["same_as"] != "best":
-        effect = effects["none"][HEADLINE]
-        verdict = classify(effect, LOWER_IS_BETTER[HEADLINE])
-        title = "all regularization"
-        twin = why(best, none)
+    if rows["none"]["same_as"] != "best":
+        twin = why(best, rows["none"], result)
         evidence = _gap_line(twin, "with all of it", "with none")
-        out.append(Finding(ALL, title, verdict, effect, _sentence(title, verdict, effect, seeds),
-                           evidence))  # fmt: skip
+        out.append(_finding(result, ALL, "all regularization", evidence, test_effects))
     return out + tested + untested
+
+
+def _finding(
+    result: dict[str, Any],
+    name: str,
+    title: str,
+    evidence: str,
+    test_effects: dict[str, dict[str, Effect]],
+) -> Finding:
+    stored = result["verdicts"][name]
+    judged = Judged.from_dict(stored)
+    test = test_effects.get(variant_key(name), {}).get("test_loss")
+    sentence = _sentence(result, title, judged, stored, test, name)
+    return Finding(
+        name, title, judged.decision, judged.effect, sentence, evidence, judged.real, test
+    )
 
 
 def shown_value(name: str, value: Any) -> str:
@@ -112,41 +139,128 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _sentence(title: str, verdict: Verdict, effect: Effect, seeds: int) -> str:
-    metric = label(HEADLINE)
-    assert effect.mean is not None
-    diff = format_value(HEADLINE, effect.mean, signed=True)
-    n = f"{effect.n} paired seed{'s' if effect.n != 1 else ''}"
-    if verdict == "no interval":
+def _sentence(
+    result: dict[str, Any],
+    title: str,
+    judged: Judged,
+    stored: dict[str, Any],
+    test: Effect | None,
+    name: str,
+) -> str:
+    metric = headline(result)
+    effect = judged.effect
+    runs = unit(result, int(stored.get("repetitions") or effect.n))
+    what = label(metric)
+    if effect.mean is None:
+        return f"{_cap(title)}: not measured (every run without it diverged)."
+    diff = format_value(metric, effect.mean, signed=True)
+    if not effect.has_interval:
         return (
-            f"{_cap(title)}: without it {metric} changes by {diff} on {n}; with one seed no "
-            "confidence interval exists (run ablate with --seeds 3 or more)."
+            f"{_cap(title)}: without it {what} changes by {diff} on {runs}; one run has no "
+            "interval (run ablate with --repeats 3 or more)."
         )
-    assert effect.low is not None and effect.high is not None and effect.width is not None
+    assert effect.low is not None and effect.high is not None
+    word = "adjusted 95% CI" if is_current(result) else "95% CI"
     ci = (
-        f"95% CI {format_value(HEADLINE, effect.low, signed=True)} to "
-        f"{format_value(HEADLINE, effect.high, signed=True)}, {n}"
+        f"{word} {format_value(metric, effect.low, signed=True)} to "
+        f"{format_value(metric, effect.high, signed=True)}, {runs}"
     )
-    size = format_value(HEADLINE, abs(effect.mean))
+    extra = _secondary(result, name) + _test_text(test)
+    size = format_value(metric, abs(effect.mean))
     higher = "higher" if effect.mean > 0 else "lower"
-    if verdict == "helps":
-        return f"{_cap(title)} helps: without it {metric} is {size} {higher}, worse ({ci})."
-    if verdict == "hurts":
-        return f"{_cap(title)} hurts: without it {metric} is {size} {higher}, better ({ci})."
-    if effect.width == 0.0 and effect.mean == 0.0:
-        return (
-            f"{_cap(title)}: no effect: the runs with and without it are identical on all "
-            f"{n} ({metric} {diff})."
+    if judged.decision == "helps":
+        return f"{_cap(title)} helps: without it {what} is {size} {higher}, worse ({ci}){extra}."
+    if judged.decision == "hurts":
+        return f"{_cap(title)} hurts: without it {what} is {size} {higher}, better ({ci}){extra}."
+    bound = format_value(metric, float(result.get("min_effect") or 0.0))
+    if judged.decision == "negligible":
+        if effect.width == 0.0 and effect.mean == 0.0:
+            return (
+                f"{_cap(title)}: no effect: the runs with and without it are identical on "
+                f"all {runs} ({what} {diff})."
+            )
+        real = (
+            " It is real (the interval excludes 0) but smaller than matters." if judged.real else ""
         )
-    hide = max(abs(effect.low), abs(effect.high))
+        return (
+            f"{_cap(title)} is negligible: without it {what} changes by {diff} ({ci}), "
+            f"inside ±{bound}, the smallest effect that matters{extra}.{real}"
+        )
+    if not is_current(result):
+        return (
+            f"{_cap(title)}: no measurable effect at {runs}: without it {what} changes by "
+            f"{diff} ({ci}); the interval is {format_value(metric, effect.width)} wide."
+        )
+    more = stored.get("more")
+    if more is None:
+        floor = _floor(effect)
+        then = (
+            f"no number of repetitions would decide it on these rows: with the rows shared "
+            f"between repetitions its interval cannot get narrower than ±"
+            f"{format_value(metric, floor)}, which still reaches both 0 and ±{bound}"
+        )
+    else:
+        done = int(stored.get("repetitions") or effect.n)
+        flag = "--repeats" if stored.get("fixed") else "--max-repeats"
+        then = (
+            f"about {more} more repetitions would decide it at the spread seen "
+            f"(ablate {flag} {stored.get('cap') or done + more})"
+        )
+    bare = ci.removesuffix(f", {runs}")  # the count is said already
     return (
-        f"{_cap(title)}: no measurable effect at {effect.n} seeds: without it {metric} "
-        f"changes by {diff} ({ci}); the interval is {format_value(HEADLINE, effect.width)} "
-        f"wide, so an effect as large as {format_value(HEADLINE, hide)} could hide in it."
+        f"{_cap(title)}: undecided after {runs}: without it {what} changes by {diff} "
+        f"({bare}){extra}; {then}."
     )
 
 
-def why(best: dict[str, Any], other: dict[str, Any]) -> Why:
+def _floor(effect: Effect) -> float:
+    """The half-width the interval approaches with endless repetitions (z·sd·sqrt(ratio))."""
+    from scipy import stats
+
+    level = 1.0 - effect.confidence
+    z = float(stats.norm.ppf(1.0 - level / 2.0))
+    return z * (effect.sd or 0.0) * effect.ratio**0.5
+
+
+def _secondary(result: dict[str, Any], name: str) -> str:
+    """``; accuracy 1.20 points lower without it`` (or RMSE and R² for regression)."""
+    if not is_current(result):
+        return ""
+    rows = {row["key"]: row for row in result["rows"]}
+    best, other = rows["best"], rows[variant_key(name)]
+    parts = []
+    for metric in ("assess_accuracy", "assess_rmse", "assess_r2"):
+        diffs = [
+            o - b
+            for o, b in zip(values(other, metric), values(best, metric), strict=True)
+            if o is not None and b is not None
+        ]
+        if not diffs:
+            continue
+        mean = statistics.fmean(diffs)
+        short = label(metric).removeprefix("assessment ")
+        if metric == "assess_accuracy":
+            parts.append(
+                f"{short} {abs(mean) * 100:.2f} points {'higher' if mean > 0 else 'lower'}"
+            )
+        else:
+            parts.append(f"{short} {format_value(metric, mean, signed=True)}")
+    return f"; {', '.join(parts)} without it" if parts else ""
+
+
+def _test_text(test: Effect | None) -> str:
+    if test is None or test.mean is None:
+        return ""
+    text = format_value("test_loss", test.mean, signed=True)
+    if test.low is not None and test.high is not None:
+        text += (
+            f" [{format_value('test_loss', test.low, signed=True)}, "
+            f"{format_value('test_loss', test.high, signed=True)}]"
+        )
+    return f"; on the {test.n} test rows {text}"
+
+
+def why(best: dict[str, Any], other: dict[str, Any], result: dict[str, Any] | None = None) -> Why:
     """The measured numbers that explain an effect, best config against ``other``."""
 
     def mean_of(row: dict[str, Any], key: str) -> float | None:
@@ -181,6 +295,7 @@ def why(best: dict[str, Any], other: dict[str, Any]) -> Why:
         bn_epoch=statistics.fmean(bn_epochs) if bn_epochs else None,
         other_best_epoch=statistics.fmean(other_best) if other_best else None,
         secondary_metric=second,
+        gap_of="assessment" if result is None or is_current(result) else "validation",
     )
 
 
@@ -188,7 +303,7 @@ def _gap_line(twin: Why, mine: str, theirs: str) -> str:
     if twin.gap_best is None or twin.gap_other is None:
         return ""
     return (
-        f"generalization gap (validation − train loss) {twin.gap_best:.4f} {mine} vs "
+        f"generalization gap ({twin.gap_of} − train loss) {twin.gap_best:.4f} {mine} vs "
         f"{twin.gap_other:.4f} {theirs}"
     )
 
@@ -242,13 +357,13 @@ def why_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The best config against its no-regularization twin: (what, number, what it explains)."""
     rows = {row["key"]: row for row in result["rows"]}
     best, none = rows["best"], rows["none"]
-    twin = why(best, none)
+    twin = why(best, none, result)
     max_epochs = int(result["max_epochs"])
     out: list[tuple[str, str, str]] = []
     if twin.gap_best is not None and twin.gap_other is not None:
         out.append(
             (
-                "generalization gap at the measured epoch (validation − train loss)",
+                f"generalization gap at the measured epoch ({twin.gap_of} − train loss)",
                 f"{twin.gap_best:.4f} best config vs {twin.gap_other:.4f} no regularization",
                 "dropout, weight decay and L1 (less overfitting)",
             )
@@ -287,6 +402,62 @@ def why_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
+def design_line(result: dict[str, Any]) -> str:
+    """How the verdict was measured, in one line, under its sentences."""
+    if not is_current(result):
+        return str(result.get("legacy_note", ""))
+    looks = result["looks"]
+    tested = len(result["tested"])
+    spec = result.get("min_effect_spec")
+    share = f" ({spec} of the best config's assessment loss)" if isinstance(spec, str) else ""
+    planned = len(result.get("planned_looks", [])) or len(looks)
+    how = (
+        f"{len(looks)} look{'s' if len(looks) != 1 else ''} of {planned} planned (alpha spending)"
+        if result.get("mode") == "sequential"
+        else "one look"
+    )
+    return (
+        f"Trial #{result['trial']} retrained over {unit(result, len(result['seeds']))}: each "
+        f"draws fresh fit, validation and assessment rows ({result['folds']} rotating folds) "
+        "and a fresh seed, shared by all variants of it. Effects are on the assessment rows, "
+        "which chose nothing; intervals are Nadeau and Bengio's corrected resampled t, "
+        f"adjusted for {tested} tests (Holm) and {how}. Smallest effect that matters: "
+        f"±{format_value(result['headline'], float(result['min_effect']))}{share}."
+    )
+
+
+def reference_line(result: dict[str, Any]) -> str:
+    """Gradient boosting beside the best config on the same rows ("" when none was fitted)."""
+    reference = result.get("reference")
+    if not reference or not reference.get("mean"):
+        return ""
+    ours, theirs = reference["best_mean"], reference["mean"]
+    metric = headline(result)
+    effect = Effect.from_dict(reference["effect"])
+    parts = [
+        f"{label(metric)} {format_value(metric, theirs.get(metric))} vs the best config's "
+        f"{format_value(metric, ours.get(metric))}"
+    ]
+    if effect.has_interval:
+        parts[0] += (
+            f" (difference {format_value(metric, effect.mean, signed=True)}, 95% CI "
+            f"{format_value(metric, effect.low, signed=True)} to "
+            f"{format_value(metric, effect.high, signed=True)})"
+        )
+    for name in ("assess_accuracy", "assess_rmse", "assess_r2", "test_loss", "test_accuracy"):
+        if theirs.get(name) is not None and ours.get(name) is not None:
+            parts.append(
+                f"{label(name).removeprefix('assessment ')} {format_value(name, theirs[name])} vs "
+                f"{format_value(name, ours[name])}"
+            )
+    return (
+        f"Reference, not a regularizer: gradient boosting (scikit-learn's {reference['model']}, "
+        f"defaults) on the same rows over {reference['repetitions']} repetitions: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def verdict_lines(result: dict[str, Any]) -> list[str]:
     """The verdict as plain lines: sentence, then its evidence indented."""
     lines = []
@@ -299,20 +470,13 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
 
 def verdict_markdown(result: dict[str, Any], study_name: str) -> str:
     """The verdict as the study's optuna-dashboard note (Markdown)."""
-    seeds = len(result["seeds"])
-    lines = [
-        f"## regsweep verdict: {study_name}",
-        "",
-        f"Best trial #{result['trial']} retrained with each regularizer removed, "
-        f"{seeds} paired seed{'s' if seeds != 1 else ''} (same initial weights and batch "
-        f"order per seed). Effect = {label(HEADLINE)} without it − with it; positive = it "
-        "helps.",
-        "",
-    ]
-    for finding in findings(result):
-        word = f"**{finding.verdict}**" if finding.verdict else "*off*"
-        lines.append(f"- {word}: {finding.sentence}")
-        if finding.evidence:
-            lines.append(f"  - why: {finding.evidence}")
-    lines += ["", f"Ablation run {result['created']}; details: `regsweep report`."]
-    return "\n".join(lines)
+    from regsweep.insight.rendering import render
+
+    return render(
+        "verdict.md",
+        study=study_name,
+        result=result,
+        findings=findings(result),
+        design=design_line(result),
+        reference=reference_line(result),
+    )

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import optuna
 from optuna.storages._rdb import models  # private: the ORM models of Optuna's tables
 from optuna.trial import TrialState
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 
@@ -72,3 +73,24 @@ CACHE_BACKEND_READS = ("_get_trials", "_get_best_trial_id", "_get_stale_trial_id
 CACHE_BACKEND_IDEMPOTENT_WRITES = ("_set_trial_param",)
 # A trial created twice would be two trials: never redone blind.
 CACHE_BACKEND_WRITES = ("_create_new_trial",)
+
+
+def heartbeat_ages(storage: optuna.storages.RDBStorage, study_id: int) -> dict[int, float]:
+    """Seconds since the last heartbeat of each RUNNING trial that has one, by trial number.
+
+    Both times are the database server's (``TrialHeartbeatModel.heartbeat`` is written with
+    its ``now()``), as Optuna's own stale check compares them, so no client clock enters.
+    """
+    with Session(storage.engine) as session:
+        now = session.execute(select(func.now())).scalar_one().replace(tzinfo=None)
+        rows = (
+            session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
+            .join(models.TrialHeartbeatModel)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+    return {
+        int(number): max(0.0, (now - beat.replace(tzinfo=None)).total_seconds())
+        for number, beat in rows
+    }

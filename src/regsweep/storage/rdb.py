@@ -7,6 +7,7 @@ one SQLite file, and server connections that are dropped or recycled.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import socket
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -130,6 +131,23 @@ for _name in _NOT_RETRIED + _RETRIED:
     )
 
 
+class FreshRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose worker died, without the dead run's user attributes.
+
+    Optuna's callback copies every user attribute of the failed trial onto its retry:
+    the ``fail_reason`` (optuna-dashboard shows them all, so a retry that completed read
+    as failed there), the learning curves and the ``worker`` of the dead run, and a budget
+    flag of a trial whose worker died while failing it. They describe that run, which
+    keeps them; the retry records its own as it runs. Its parameters and Optuna's
+    ``retry_history`` (the chain of trials it retries) carry over as before.
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        fresh = copy.deepcopy(trial)  # the callback appends to the retry history it reads
+        fresh.user_attrs = {}
+        super().__call__(study, fresh)
+
+
 def application_name() -> str:
     """How this process shows in ``pg_stat_activity``: which worker holds which connection."""
     return f"regsweep {socket.gethostname()}:{os.getpid()}"[:63]
@@ -165,9 +183,7 @@ def build_storage(
         heartbeat_kwargs = {
             "heartbeat_interval": heartbeat.interval,
             "grace_period": heartbeat.grace_period,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=heartbeat.max_retry
-            ),
+            "heartbeat_stale_trial_callback": FreshRetry(max_retry=heartbeat.max_retry),
         }
     try:
         with creation_lock(parsed):
@@ -177,9 +193,13 @@ def build_storage(
             if parsed.get_backend_name() == "sqlite":
                 _enable_wal(storage.engine)
     except SQLAlchemyError as exc:
+        line = error_line(exc)
         raise StorageError(
-            f"study.storage: cannot open {redact(url)} ({error_line(exc)}); "
-            "check that the database server is running and the URL is right"
+            f"study.storage: cannot open {redact(url)} ({line}); "
+            + (
+                full_server_hint(line)
+                or "check that the database server is running and the URL is right"
+            )
         ) from None
     except RuntimeError as exc:
         if "schema" in str(exc) or "upgrade" in str(exc):
@@ -207,6 +227,31 @@ def _enable_wal(engine: sqlalchemy.Engine) -> None:
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     engine.dispose()  # connections opened before the listener get it when reopened
+
+
+# How PostgreSQL refuses a connection once it holds as many as it may: max_connections
+# ("sorry, too many clients already"), the slots kept for superusers ("remaining connection
+# slots are reserved for ..."), or a role's or a database's CONNECTION LIMIT.
+_FULL_SERVER = (
+    "too many clients",
+    "remaining connection slots are reserved",
+    "too many connections for",
+)
+# Connections one worker opens: the engine's pool (pool_size + max_overflow, see
+# engine_kwargs), plus one for a moment at start-up (table creation's lock).
+MAX_CONNECTIONS_PER_WORKER = 7
+
+
+def full_server_hint(line: str) -> str | None:
+    """What to do when the server refused a connection because it is full, else None."""
+    if not any(text in line for text in _FULL_SERVER):
+        return None
+    return (
+        "the server takes no more connections: each regsweep worker holds 2 or 3 (at most "
+        f"{MAX_CONNECTIONS_PER_WORKER}), so raise the server's max_connections (or the role's or "
+        "database's CONNECTION LIMIT), run fewer workers, or put a pooler in session mode in "
+        "front of it (README: 'Many workers on one PostgreSQL')"
+    )
 
 
 def error_line(exc: BaseException) -> str:

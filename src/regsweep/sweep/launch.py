@@ -15,7 +15,7 @@ from regsweep.config.schema import SweepConfig
 from regsweep.errors import StorageLost
 from regsweep.signals import sigterm_as_exception
 from regsweep.storage.locks import study_lock
-from regsweep.storage.rdb import build_storage, error_line
+from regsweep.storage.rdb import build_storage, error_line, full_server_hint
 from regsweep.storage.urls import parse_url, redact
 from regsweep.sweep.budget import usage
 from regsweep.sweep.lifecycle import RunOutcome, worker_name
@@ -116,8 +116,9 @@ def launch(
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         # pool_pre_ping rides out one dropped connection; this is a database that stays
         # away. A trial left RUNNING is failed and retried by heartbeat once it is back.
+        line = error_line(exc)
         raise StorageLost(
-            f"study.storage: lost the database {redact(config.study.storage)} "
-            f"({error_line(exc)}); run the command again once it is reachable"
+            f"study.storage: lost the database {redact(config.study.storage)} ({line}); "
+            + (full_server_hint(line) or "run the command again once it is reachable")
         ) from None
     return study, outcome

@@ -50,6 +50,7 @@ from regsweep.sweep.budget import (
     usage,
     usage_of,
 )
+from regsweep.sweep.placement import scheduler_attrs
 
 log = logging.getLogger("regsweep")
 
@@ -65,7 +66,7 @@ WAIT_POLL_S = 2.0
 
 # The fail reason of a trial whose worker is gone. Every path that fails a trial writes
 # its own reason, so a failed trial with this one was failed by heartbeat recovery (a
-# retry inherits its parent's attributes, but not its state).
+# retry starts without its parent's attributes: storage.rdb.FreshRetry).
 STALE_REASON = "its worker sent no heartbeat"
 STALE_CAUSES = "(killed, out of memory, or cut off from the database)"
 # The fail reason of a trial taken beyond the budget by a worker whose study lock was lost.
@@ -230,7 +231,9 @@ class Lifecycle:
         if not lock_held and not self._confirm(trial):
             return None if self._budget_full else self.take()
         raise_pending_interrupt()  # one that came while the trial was being taken
-        trial.set_user_attr(WORKER_ATTR, worker_name())
+        # Who runs it: host:pid, and the Slurm job where there is one.
+        for key, value in {WORKER_ATTR: worker_name(), **scheduler_attrs()}.items():
+            trial.set_user_attr(key, value)
         if self.listener is not None:
             self.listener.trial_started(trial)
         return trial

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 
 from regsweep.config.loading import load_sweep, resolve_config
+from regsweep.config.schema import SweepConfig
 from regsweep.errors import StorageError
 from regsweep.storage.rdb import build_storage
 from regsweep.storage.urls import parse_url, redact
@@ -18,13 +19,14 @@ from regsweep.sweep.study import find_study
 class StudyRef:
     url: str
     name: str | None  # None: the storage's only study
+    config: SweepConfig | None = None  # the sweep file as given now, if one was
 
 
 def locate(sweep: Path | None, storage: str | None, study: str | None) -> StudyRef:
     """Storage precedence: --storage > REGSWEEP_STORAGE > the sweep file > the default."""
     if sweep is not None:
         config = load_sweep(sweep, flags={"study.storage": storage, "study.name": study})
-        return StudyRef(config.study.storage, config.study_name)
+        return StudyRef(config.study.storage, config.study_name, config)
     # No sweep file: the same precedence and URL check, over an empty one.
     config = resolve_config({}, source="default storage", flags={"study.storage": storage})
     return StudyRef(config.study.storage, study)

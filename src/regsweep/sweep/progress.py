@@ -16,6 +16,7 @@ from rich.text import Text
 from regsweep.config.schema import REGULARIZERS
 from regsweep.data.tasks import best_scores, format_metric, task_of_attrs
 from regsweep.sweep.budget import retried_number
+from regsweep.sweep.placement import slurm_text
 
 if TYPE_CHECKING:
     from regsweep.engine.fit import EpochMetrics
@@ -59,6 +60,10 @@ class SweepProgress:
         )
         self._live: Live | None = None
         self._last_refresh = 0.0
+        # regsweep watch: in a log, a line for each trial seen starting or going stale.
+        self.log_running = False
+        self._announced: set[int] = set()
+        self._stale: set[int] = set()
 
     def __enter__(self) -> SweepProgress:
         if self.console.is_terminal:
@@ -121,15 +126,47 @@ class SweepProgress:
         self._bar.update(self._task, completed=completed)
         self._refresh()
 
-    def show_running(self, trials: list[FrozenTrial]) -> None:
-        """The trials the workers are running now, with the last epoch each reported."""
-        self.current = "running: " + (
-            " · ".join(
-                f"#{t.number} epoch {max(t.intermediate_values, default=0)}/{self.max_epochs}"
-                for t in trials
-            )
-            or "none"
-        )
+    def show_running(
+        self,
+        trials: list[FrozenTrial],
+        heartbeat_ages: dict[int, float] | None = None,
+        grace_s: float | None = None,
+    ) -> None:
+        """The trials the workers are running now: each with its worker (and Slurm job),
+        its last epoch and validation loss, and a flag on one whose heartbeat is older
+        than ``grace_s`` (its worker may be gone; the next worker to look retries it).
+
+        In a log, with ``log_running``, one line when a trial starts and when its
+        heartbeat goes stale or comes back, rather than a line per epoch.
+        """
+        ages = heartbeat_ages or {}
+        stale = {
+            t.number for t in trials if grace_s is not None and ages.get(t.number, 0.0) > grace_s
+        }
+        lines = [
+            running_line(t, self.max_epochs, ages.get(t.number) if t.number in stale else None)
+            for t in trials
+        ]
+        self.current = "running: none" if not lines else "running:\n  " + "\n  ".join(lines)
+        if self._live is None and self.log_running:
+            for t in trials:
+                if t.number not in self._announced:
+                    self._announced.add(t.number)
+                    self.console.print(
+                        f"trial {t.number:>4} running  on {who_ran(t)}", highlight=False
+                    )
+            for number in sorted(stale - self._stale):
+                self.console.print(
+                    f"trial {number:>4} no heartbeat for {ages[number]:.0f} s (grace period "
+                    f"{grace_s:g} s): its worker may be gone; the next worker to take a trial "
+                    "fails it and queues it again",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            running = {t.number for t in trials}
+            for number in sorted((self._stale - stale) & running):
+                self.console.print(f"trial {number:>4} heartbeat again", highlight=False)
+        self._stale = stale
         self._refresh()
 
     def waiting_for_others(self, running: int) -> None:
@@ -139,19 +176,48 @@ class SweepProgress:
         self.current = text
         self._refresh()
 
-    def trial_finished(self, trial: FrozenTrial) -> None:
-        if trial.state in self.counts:
-            self.counts[trial.state] += 1
+    def preload(self, finished: list[FrozenTrial]) -> None:
+        """Count trials that finished before the display started (regsweep watch), and
+        take the best of them, without a line for each."""
+        for trial in finished:
+            if trial.state in self.counts:
+                self.counts[trial.state] += 1
+            self._note_best(trial)
+        self._bar.update(self._task, counts=self._counts_text())
+        self._refresh()
+
+    def _note_best(self, trial: FrozenTrial) -> None:
         if (
             trial.state == TrialState.COMPLETE
             and trial.value is not None
             and (self.best is None or self.best.value is None or trial.value < self.best.value)
         ):
             self.best = trial
+
+    def trial_finished(self, trial: FrozenTrial) -> None:
+        if trial.state in self.counts:
+            self.counts[trial.state] += 1
+        self._note_best(trial)
         self._bar.update(self._task, advance=1, counts=self._counts_text())
         if self._live is None:
             self.console.print(trial_line(trial), highlight=False, soft_wrap=True)
         self._refresh()
+
+
+def who_ran(trial: FrozenTrial) -> str:
+    """``host:pid`` of the worker, with its Slurm job where it ran under Slurm."""
+    worker = str(trial.user_attrs.get("worker", "?"))
+    slurm = slurm_text(trial.user_attrs)
+    return f"{worker} ({slurm})" if slurm else worker
+
+
+def running_line(trial: FrozenTrial, max_epochs: int, stale_for: float | None = None) -> str:
+    """``#12 epoch 5/20  val_loss 0.3121  on host:pid (slurm 1234_2)``, flagged if stale."""
+    steps = trial.intermediate_values
+    epoch = max(steps, default=0)
+    loss = f"  val_loss {steps[epoch]:.4f}" if steps else ""
+    flag = f"  [no heartbeat for {stale_for:.0f} s]" if stale_for is not None else ""
+    return f"#{trial.number} epoch {epoch}/{max_epochs}{loss}  on {who_ran(trial)}{flag}"
 
 
 def trial_line(trial: FrozenTrial) -> str:

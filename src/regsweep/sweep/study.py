@@ -25,6 +25,12 @@ log = logging.getLogger("regsweep")
 # Study user attributes regsweep owns.
 CONFIG_ATTR = "regsweep_config"
 SPACE_ATTR = "regsweep_search_space"
+# Which data pipeline split the study's rows. Version 2 sends every data set through one
+# splitter (data.resample); before it, MNIST, Fashion-MNIST, IDX and digits drew their
+# validation rows (and digits its test rows) another way.
+PIPELINE_ATTR = "regsweep_data_pipeline"
+PIPELINE_VERSION = 2
+_OLD_PIPELINE_DATASETS = ("mnist", "fashion_mnist", "idx", "digits")
 
 _SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -129,6 +135,7 @@ def open_study(
     if existing is None:
         study.set_user_attr(SPACE_ATTR, wanted)
         study.set_user_attr(CONFIG_ATTR, stored_config(config))
+        study.set_user_attr(PIPELINE_ATTR, PIPELINE_VERSION)
     elif existing != wanted:
         raise StudyError(
             f"search_space: study {config.study_name!r} in {redact(config.study.storage)} was "
@@ -147,6 +154,16 @@ def _check_resume(study: optuna.Study, config: SweepConfig) -> None:
         return
     refused, noted = resume_changes(stored, config)
     where = f"study {config.study_name!r} in {redact(config.study.storage)}"
+    if (
+        study.user_attrs.get(PIPELINE_ATTR) is None
+        and config.data.dataset in _OLD_PIPELINE_DATASETS
+    ):
+        raise StudyError(
+            f"data.dataset: {where} was created by an older regsweep, which drew the "
+            f"validation rows of {config.data.dataset} differently, so its trials' values "
+            "would not compare with new ones; start a new study (another --study name), or "
+            "finish this one with the regsweep that created it"
+        )
     if refused:
         raise StudyError(
             f"{refused[0].partition(':')[0]}: {where} was created with other settings "
