@@ -42,7 +42,7 @@ compose-test: setup  ## docker compose up --scale worker=4 for real (needs Docke
 
 BENCHMARKS := epoch_speed packed orchestration pruning workers memory quality ablation verdict_time verdict_calibration report_scale tabular
 
-bench: setup  ## every benchmark writes its section of BENCHMARKS.md (about 25 minutes)
+bench: setup  ## every benchmark writes its section of BENCHMARKS.md (about 45 minutes, tabular.py 20 to 30 of them)
 	for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py || exit 1; done
 	$(BIN)/python benchmarks/packed.py --threads 2  # packing's other half: both cores
 

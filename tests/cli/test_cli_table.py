@@ -125,13 +125,21 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
         "missing 'size'",
     ),
     "does not parse": ({"target": "diagnosis", "path": "broken.csv"}, "data.path", "line 4"),
+    "header without rows": ({"target": "diagnosis", "path": "empty.csv"}, "data.path", "no rows"),
+    "infinite target": (
+        {"target": "overflow", "task": "regression"},
+        "data.target",
+        "infinite on 1 row(s), line 4",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_table_is_one_line_exit_2_and_no_study(tmp_path: Path, case: str) -> None:
-    frame = mixed_table(60).assign(one="x", gappy=1.0)
+    frame = mixed_table(60).assign(one="x", gappy=1.0, overflow=np.linspace(0, 1, 60))
     frame.loc[1, "gappy"] = np.nan
+    frame.loc[2, "overflow"] = np.inf
+    (tmp_path / "empty.csv").write_text(",".join(frame.columns) + "\n")
     frame.to_csv(tmp_path / "t.csv", index=False)
     frame.drop(columns=["size"]).to_csv(tmp_path / "other.csv", index=False)
     (tmp_path / "broken.csv").write_text("a,b,diagnosis\n1,2,x\n3,4,y\n5,6,7,8\n")
@@ -169,3 +177,74 @@ def test_data_keys_are_checked_by_validate(
     result = run_cli_here("validate", sweep, cwd=tmp_path)
     assert result.code == 2 and words in result.stderr and "data" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scaler_is_stored_applied_by_the_predictor_and_fixed_on_resume(tmp_path: Path) -> None:
+    frame = mixed_table(300)
+    frame.loc[5, "mean radius"] = np.inf  # an overflowed cell: a gap, in training and predict
+    frame.iloc[:220].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[220:].to_csv(tmp_path / "test.csv", index=False)
+    data = {"path": "train.csv", "test_path": "test.csv", "target": "diagnosis"}
+    sweep = table_sweep(tmp_path, {**data, "scaler": "quantile"}, n_trials=2)
+    launched = run_cli("launch", sweep, cwd=tmp_path)
+    assert launched.code == 0, launched.stderr
+    assert "warning: data.path: column 'mean radius'" in launched.stderr
+    assert "infinite on 1 row(s) (line 7" in launched.stderr
+    study = optuna.load_study(study_name="own", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert study.user_attrs["regsweep_config"]["data"]["scaler"] == "quantile"
+
+    exported = run_cli("export", sweep, "-o", "best", cwd=tmp_path)
+    assert exported.code == 0, exported.stderr
+    predictor = regsweep.load_predictor(tmp_path / "best")
+    numeric = predictor.preprocessor.named_transformers_["numeric"]
+    assert type(numeric.named_steps["scale"]).__name__ == "NormalQuantiles"
+    test = frame.iloc[220:]
+    labels = predictor.predict(test.drop(columns=["diagnosis"]))
+    metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    accuracy = float(np.mean(labels == test["diagnosis"].to_numpy()))
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
+
+    # Another scaler changes what every stored trial's value means: refused like any data.
+    changed = table_sweep(tmp_path, {**data, "scaler": "robust"}, n_trials=3)
+    resumed = run_cli_here("launch", changed, cwd=tmp_path)
+    assert resumed.code == 2, resumed.stderr
+    line = resumed.stderr.strip().splitlines()[-1]
+    assert 'data.scaler: "quantile" -> "robust"' in line and "another --study" in line, line
+    assert len(study.get_trials()) == 2
+
+
+def test_a_messy_excel_export_ends_in_a_finished_sweep_with_one_warning_per_column(
+    tmp_path: Path,
+) -> None:
+    frame = mixed_table(200)
+    # As Excel writes it in a German locale: a BOM, its sep= line, ';' between fields,
+    # decimal commas, '?' for a missing value, a customer number and a date per row.
+    rows = frame.assign(
+        customer=[f"K-{i:05d}" for i in range(len(frame))],
+        day=pd.date_range("2024-01-01", periods=len(frame)).strftime("%d.%m.%Y"),
+    )
+    rows["mean radius"] = rows["mean radius"].map(lambda v: f"{v:.2f}".replace(".", ","))
+    rows["mean texture"] = rows["mean texture"].map(
+        lambda v: "?" if pd.isna(v) else f"{v:.2f}".replace(".", ",")
+    )
+    text = "sep=;\n" + rows.to_csv(sep=";", index=False, lineterminator="\r\n")
+    (tmp_path / "export.csv").write_bytes(("\ufeff" + text).encode("utf-8"))
+    data = {"path": "export.csv", "target": "diagnosis", "sep": ";", "skiprows": 1}
+    launched = run_cli("launch", table_sweep(tmp_path, data, n_trials=2), cwd=tmp_path)
+    assert launched.code == 0, launched.stderr
+    warnings = [line for line in launched.stderr.splitlines() if line.startswith("warning: ")]
+    said = "\n".join(warnings)
+    assert len(warnings) == 4, said
+    for words in ("'customer'", "identifier", "'day'", "dates", "data.decimal: ','", "'?'"):
+        assert words in said, said
+    assert "2 complete" in launched.stdout or "complete" in launched.stdout
+
+    fixed = {**data, "decimal": ",", "na_values": ["?"], "drop": ["customer", "day"]}
+    (tmp_path / "study.db").unlink()
+    launched = run_cli("launch", table_sweep(tmp_path, fixed, n_trials=2), cwd=tmp_path)
+    assert launched.code == 0, launched.stderr
+    assert "warning" not in launched.stderr, launched.stderr
+    predictor_rows = pd.read_csv(
+        tmp_path / "export.csv", sep=";", skiprows=1, decimal=",", na_values=["?"]
+    )
+    assert predictor_rows["mean radius"].dtype.kind == "f"  # read as the sweep read it

@@ -28,7 +28,7 @@ def test_validation_and_test_rows_do_not_leak_into_the_statistics(tmp_path: Path
     train_file, test_file = tmp_path / "train.csv", tmp_path / "test.csv"
     frame.to_csv(train_file, index=False)
     frame.head(40).to_csv(test_file, index=False)
-    base = load_splits(config(train_file, test_path=str(test_file)), seed=SEED)
+    base = load_splits(config(train_file, test_path=str(test_file), scaler="standard"), seed=SEED)
 
     # The split depends on the labels and the seed only, so these rows stay validation
     # rows when their features change: make them, and every test row, absurd.
@@ -40,7 +40,9 @@ def test_validation_and_test_rows_do_not_leak_into_the_statistics(tmp_path: Path
     other_train, other_test = tmp_path / "train2.csv", tmp_path / "test2.csv"
     shifted.to_csv(other_train, index=False)
     shifted_test.to_csv(other_test, index=False)
-    other = load_splits(config(other_train, test_path=str(other_test)), seed=SEED)
+    other = load_splits(
+        config(other_train, test_path=str(other_test), scaler="standard"), seed=SEED
+    )
 
     assert torch.equal(other.train_x, base.train_x)  # same statistics, same training inputs
     scaler = other.preprocessor.named_transformers_["numeric"].named_steps["scale"]
@@ -54,7 +56,7 @@ def test_validation_and_test_rows_do_not_leak_into_the_statistics(tmp_path: Path
 def test_missing_values_get_an_indicator_and_unknown_categories_pass() -> None:
     frame = mixed_table(60)
     features = frame.drop(columns=["diagnosis"])
-    pre = table_preprocessor(["mean radius", "mean texture"], ["size"]).fit(features)
+    pre = table_preprocessor(["mean radius", "mean texture"], ["size"], "standard").fit(features)
     names = list(pre.get_feature_names_out())
     assert "missing_numeric__missingindicator_mean texture" in names, names
     assert "missing_categorical__missingindicator_size" in names, names

@@ -72,7 +72,7 @@ def test_no_repetition_preprocessor_sees_its_assessment_or_test_rows(tmp_path: P
     def config(path: Path, test: Path) -> DataConfig:
         return DataConfig.model_validate(
             {"dataset": "table", "path": str(path), "test_path": str(test),
-             "target": "diagnosis", "val_fraction": 0.2}
+             "target": "diagnosis", "val_fraction": 0.2, "scaler": "standard"}
         )  # fmt: skip
 
     for index in (0, 7):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from regsweep.config.schema import DataConfig
 from regsweep.data.splits import load_splits
@@ -164,3 +165,16 @@ def test_test_label_unseen_in_training(tmp_path: Path) -> None:
 def test_regression_needs_a_numeric_target(tmp_path: Path) -> None:
     path = write(tmp_path, mixed_table())
     expect(table(path, target="diagnosis", task="regression"), "data.task", "numeric")
+
+
+def test_test_file_with_text_in_a_numeric_column(tmp_path: Path) -> None:
+    frame = mixed_table()
+    test = frame.head(30).astype({"mean radius": object})
+    test.loc[4, "mean radius"] = "?"
+    config = table(
+        write(tmp_path, frame), target="diagnosis", test_path=str(write(tmp_path, test, "u.csv"))
+    )
+    expect(config, "data.test_path", "'mean radius'", "u.csv", "'?'", "data.na_values")
+    config = config.model_copy(update={"na_values": ["?"]})
+    splits = load_splits(config, seed=0)  # the mark read as a gap: imputed
+    assert splits.test_x is not None and bool(torch.isfinite(splits.test_x).all())

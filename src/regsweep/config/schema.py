@@ -90,7 +90,24 @@ class StudyConfig(_Section):
 # contract: a `target` given to mnist is a mistake, not something to ignore).
 _IDX_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 _FILE_KEYS = ("path", "test_path", "test_fraction")
-_TABLE_KEYS = ("target", "features", "drop", "categorical", "sep", "skiprows")
+_TABLE_KEYS = (
+    "target",
+    "features",
+    "drop",
+    "categorical",
+    "sep",
+    "skiprows",
+    "na_values",
+    "decimal",
+    "thousands",
+    "encoding",
+    "scaler",
+)
+# How a table's numeric columns are scaled when the sweep file does not say
+# (BENCHMARKS.md, "Tabular", has the evidence). Filled into the config, so a study stores it.
+DEFAULT_SCALER: Literal["standard", "quantile", "robust"] = "robust"
+# What every table study stored before data.scaler existed was trained with.
+_SCALER_BEFORE_THE_KEY = "standard"
 _VISION_KEYS = ("name", "split")
 
 
@@ -118,6 +135,15 @@ class DataConfig(_Section):
     categorical: list[str] | None = None  # None: the columns whose dtype is not numeric
     sep: str | None = Field(default=None, min_length=1)  # None: from the file's extension
     skiprows: int = Field(default=0, ge=0)
+    # Cell texts read as missing besides pandas' own ("", NA, n/a, NaN, null, ...): "?", "-".
+    na_values: list[str] | None = None
+    # CSV only: the decimal mark and the thousands separator ("1.234,5" with sep: ";").
+    decimal: str | None = Field(default=None, min_length=1, max_length=1)
+    thousands: str | None = Field(default=None, min_length=1, max_length=1)
+    encoding: str | None = Field(default=None, min_length=1)  # None: UTF-8 (a BOM is fine)
+    # Numeric columns: standard (z-score), quantile (to a normal) or robust (median/IQR,
+    # smoothly clipped). None: DEFAULT_SCALER, filled in for dataset: table.
+    scaler: Literal["standard", "quantile", "robust"] | None = None
     # None: inferred from the target (integer, text or boolean with few classes: classification).
     task: Literal["classification", "regression"] | None = None
     # dataset: torchvision, e.g. name: KMNIST, or name: EMNIST with split: balanced.
@@ -163,6 +189,13 @@ class DataConfig(_Section):
                 raise ValueError("dataset 'table' needs target: the name of the label column")
             if self.features is not None and self.drop:
                 raise ValueError("give features (columns to use) or drop (columns to leave out)")
+            if self.decimal is not None and self.decimal == self.thousands:
+                raise ValueError(
+                    f"decimal and thousands are both {self.decimal!r} (allowed: two different "
+                    "marks, such as decimal: ',' with thousands: '.')"
+                )
+            if self.scaler is None:
+                self.scaler = DEFAULT_SCALER
         if self.dataset == "torchvision" and self.name is None:
             raise ValueError(
                 "dataset 'torchvision' needs name: a torchvision classification data set "
@@ -432,3 +465,15 @@ class SweepConfig(_Section):
 
     def worst_case_epochs(self) -> int:
         return self.study.n_trials * self.train.max_epochs
+
+
+def as_stored_then(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config stored with a study, with the defaults of the regsweep that stored it.
+
+    A table study stored before ``data.scaler`` existed was standardized; read with
+    today's default it would be rebuilt (by export, ablate, a resume) with another scaler.
+    """
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("dataset") == "table" and "scaler" not in data:
+        return {**raw, "data": {**data, "scaler": _SCALER_BEFORE_THE_KEY}}
+    return raw

@@ -98,7 +98,7 @@ def _table(config: DataConfig) -> RawData:
         test.x if test is not None else None,
         test.y.to_numpy() if test is not None else None,
         table.task,
-        lambda: table_preprocessor(table.numeric, table.categorical),
+        lambda: table_preprocessor(table.numeric, table.categorical, config.scaler),
         str(table.train.path),
         config.name or config.dataset,
         "test_path" if config.test_path else "path",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from regsweep.config.schema import StudyConfig, SweepConfig
+from regsweep.config.schema import StudyConfig, SweepConfig, as_stored_then
 from regsweep.errors import ConfigError, StudyError
 from regsweep.storage.settings import HeartbeatSettings
 from regsweep.storage.urls import redact
@@ -192,7 +192,7 @@ def resume_changes(stored: dict[str, Any], config: SweepConfig) -> tuple[list[st
     """What ``config`` changes from the config a study was created with, as
     ``(refused, noted)`` lines like ``train.lr: 0.001 -> 0.01``."""
     try:
-        before = SweepConfig.model_validate(stored).model_dump(mode="json")
+        before = SweepConfig.model_validate(as_stored_then(stored)).model_dump(mode="json")
     except ValueError:
         return [], []  # written by another regsweep version: nothing to compare reliably
     now = config.model_dump(mode="json")
@@ -258,7 +258,7 @@ def find_study(storage: optuna.storages.BaseStorage, name: str | None, url: str)
 def config_of(study: optuna.Study) -> SweepConfig | None:
     """The resolved sweep config stored with the study by regsweep, if any."""
     raw = study.user_attrs.get(CONFIG_ATTR)
-    return SweepConfig.model_validate(raw) if raw else None
+    return SweepConfig.model_validate(as_stored_then(raw)) if raw else None
 
 
 def heartbeat_settings(study: StudyConfig) -> HeartbeatSettings:
