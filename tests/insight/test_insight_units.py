@@ -35,7 +35,7 @@ from regsweep.insight.paths import grid
 from regsweep.insight.report import build_report
 from regsweep.insight.retrain import retrain_pack, retrain_solo, run_retrains
 from regsweep.insight.studyview import effective, is_unregularized
-from regsweep.insight.verdict import findings, verdict_markdown
+from regsweep.insight.verdict import epochs_line, findings, verdict_markdown
 from regsweep.sweep.study import CONFIG_ATTR, open_study, stored_config
 from tests.conftest import IdxData, idx_sweep
 
@@ -218,6 +218,18 @@ def test_a_tiny_effect_is_negligible_and_an_identical_one_says_so() -> None:
     assert "real (the interval excludes 0)" in by_name["dropout"].sentence
     assert by_name["weight_decay"].verdict == "negligible"
     assert "identical on all 5 repetitions" in by_name["weight_decay"].sentence
+
+
+def test_a_best_config_still_improving_at_the_last_epoch_is_flagged() -> None:
+    per_key = {"best": [0.2] * 4, "no_dropout": [0.3] * 4, "no_weight_decay": [0.2] * 4,
+               "no_patience": [0.2] * 4, "none": [0.3] * 4}  # fmt: skip
+    result = scripted(per_key, BEST)
+    assert epochs_line(result) == ""  # best epoch 4 of 10
+    for run in result["rows"][0]["runs"][:2]:
+        run["best_epoch"] = MAX_EPOCHS
+    line = epochs_line(result)
+    assert "still improving at the last epoch in 2 of 4 runs" in line
+    assert line in verdict_markdown(result, "unit")
 
 
 def test_an_undecided_effect_says_how_many_more_repetitions_would_decide_it() -> None:

@@ -299,7 +299,13 @@ COLOURS = {
 
 
 def _print_verdict(result: dict[str, Any]) -> None:
-    from regsweep.insight.verdict import design_line, findings, reference_line, unit
+    from regsweep.insight.verdict import (
+        design_line,
+        epochs_line,
+        findings,
+        reference_line,
+        unit,
+    )
 
     out.print(f"[bold]verdict[/] (trial {result['trial']}, {unit(result, len(result['seeds']))})")
     for finding in findings(result):
@@ -315,6 +321,9 @@ def _print_verdict(result: dict[str, Any]) -> None:
     reference = reference_line(result)
     if reference:
         out.print(f"[cyan]◆[/] {escape(reference)}", highlight=False, soft_wrap=True)
+    cut_short = epochs_line(result)
+    if cut_short:
+        out.print(f"[yellow]![/] {escape(cut_short)}", highlight=False, soft_wrap=True)
     out.print(f"[dim]{escape(design_line(result))}[/]", highlight=False, soft_wrap=True)
     out.print()
 

@@ -23,7 +23,14 @@ from regsweep.insight.metrics import LOWER_IS_BETTER, label
 from regsweep.insight.paths import headline as path_headline
 from regsweep.insight.paths import point_effect
 from regsweep.insight.sections import Cell, FindingItem, Findings, Section
-from regsweep.insight.verdict import design_line, findings, headline, reference_line, why_rows
+from regsweep.insight.verdict import (
+    design_line,
+    epochs_line,
+    findings,
+    headline,
+    reference_line,
+    why_rows,
+)
 from regsweep.sweep.progress import format_param
 
 
@@ -62,6 +69,9 @@ def verdict_section(ablation: dict[str, Any] | None, best: FrozenTrial, name: st
     reference = reference_line(ablation)
     if reference:
         section.note(reference, strong="Should an MLP be used here at all?")
+    cut_short = epochs_line(ablation)
+    if cut_short:
+        section.note(cut_short, strong="Still improving.")
     section.meta(design_line(ablation))
     engine = "One pack per repetition" if ablation.get("engine") == "packed" else "One model"
     section.meta(

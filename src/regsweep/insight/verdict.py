@@ -458,6 +458,21 @@ def reference_line(result: dict[str, Any]) -> str:
     )
 
 
+def epochs_line(result: dict[str, Any]) -> str:
+    """A warning when the best config was still improving at max_epochs ("" otherwise):
+    then every effect is measured on networks cut short, and a longer budget may change it."""
+    runs = [run for run in result["rows"][0]["runs"] if run.get("best_epoch")]
+    max_epochs = int(result["max_epochs"])
+    at_end = sum(1 for run in runs if run["best_epoch"] >= max_epochs)
+    if not runs or at_end * 2 < len(runs):
+        return ""
+    return (
+        f"The best config was still improving at the last epoch in {at_end} of {len(runs)} "
+        f"runs (its best epoch was {max_epochs}, train.max_epochs): its effects are those of "
+        "networks cut short; a larger train.max_epochs (a new study) may change them."
+    )
+
+
 def verdict_lines(result: dict[str, Any]) -> list[str]:
     """The verdict as plain lines: sentence, then its evidence indented."""
     lines = []
@@ -479,4 +494,5 @@ def verdict_markdown(result: dict[str, Any], study_name: str) -> str:
         findings=findings(result),
         design=design_line(result),
         reference=reference_line(result),
+        cut_short=epochs_line(result),
     )
