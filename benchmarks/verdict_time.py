@@ -4,7 +4,8 @@ python benchmarks/verdict_time.py [--baseline-commit 5b55b95] [--rounds 3]
 
 ``sweeps/breast_cancer.yaml``'s 30-trial sweep, once; then, on copies of its database,
 interleaved over ``--rounds``: ``regsweep ablate`` as shipped (repetitions in rounds of
-5 until every effect is decided, at most 30, one pack per repetition, both cores), and
+5 until every effect is decided, at most 30, one pack per repetition, both cores), the
+same run to its cap (``--repeats 30``, what it costs when no look stops it), and
 the ablate of the commit it replaced (``--seeds 3`` and ``--seeds 5``: seeds on the
 sweep's own split, one pack per seed), run from that commit's source (``git archive``
 into a temporary folder; the installed packages are shared). Each is the whole command as a user
@@ -70,6 +71,7 @@ def main() -> None:
         regsweep(baseline, "launch", str(SWEEP), "--storage", f"sqlite:///{db}", cwd=work)
         cases = {
             "new": ("ablate", "repetitions until decided (cap 30)", benchlib.REPO, []),
+            "cap": ("ablate", "the whole cap: --repeats 30", benchlib.REPO, ["30"]),
             "seeds3": ("ablate", "seeds on the validation rows, --seeds 3", baseline, ["3"]),
             "seeds5": ("ablate", "seeds on the validation rows, --seeds 5", baseline, ["5"]),
         }
@@ -79,7 +81,8 @@ def main() -> None:
             for name, (command, _, source, seeds) in cases.items():
                 copy = work / f"{name}-{round_}.db"
                 shutil.copy(db, copy)
-                extra = ["--seeds", *seeds] if seeds else []
+                flag = "--repeats" if source == benchlib.REPO else "--seeds"
+                extra = [flag, *seeds] if seeds else []
                 seconds, output = regsweep(
                     source, command, str(SWEEP), "--storage", f"sqlite:///{copy}", *extra, cwd=work
                 )
@@ -95,13 +98,14 @@ def main() -> None:
         ]
         for name, (_, what, _, _) in cases.items()
     ]
-    goal = statistics.median(times["new"]) <= 120
+    goal = max(statistics.median(times["new"]), statistics.median(times["cap"])) <= 120
     body = (
         f"sweeps/breast_cancer.yaml (30 trials, made once by the baseline); each command whole, "
         f"process start to exit, default workers (both cores); medians of {args.rounds} "
         "interleaved rounds. Where the new ablate stopped: "
         + "; ".join(sorted(set(stops)))
-        + f".\n\nGoal (new ablate within 2 minutes): **{'met' if goal else 'not met'}**.\n\n"
+        + ".\n\nGoal (the new ablate within 2 minutes with the default cap, even run to the cap): "
+        + f"**{'met' if goal else 'not met'}**.\n\n"
         + benchlib.table(["ablate", "wall s (median)", "range"], rows)
     )
     benchlib.write_section(
