@@ -5,12 +5,25 @@ Each function names the private thing it reads, so an Optuna upgrade is fixed he
 
 from __future__ import annotations
 
+import functools
+import json
+import sqlite3
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import optuna
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models  # private: the ORM models of Optuna's tables
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+# Optuna's per-process cache around an RDB storage: what ``optuna.create_study`` wraps an
+# ``RDBStorage`` in. ``storage.cache.WorkerCache`` extends it for a worker's own trials.
+CachedStorage = _CachedStorage
 
 
 def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -33,6 +46,92 @@ def grace_period_s(storage: optuna.storages.RDBStorage) -> float:
     interval = storage.get_heartbeat_interval() or 0
     grace = storage.grace_period  # set in RDBStorage.__init__, not in any public getter
     return float(grace if grace is not None else 2 * interval)
+
+
+def write_trial_records(
+    storage: optuna.storages.RDBStorage,
+    trial_id: int,
+    intermediate_values: Mapping[int, float],
+    user_attrs: Mapping[str, Any],
+) -> None:
+    """Write intermediate values and user attributes of one trial in one transaction.
+
+    What ``set_trial_intermediate_value`` and ``set_trial_user_attr`` store, with their
+    check (``UpdateFinishedTrialError`` if the trial is finished); but each of those is a
+    transaction of its own that reads the trial and the row before writing it, through
+    the ORM. Here: one read of the trial's state, then one upsert per table for all rows
+    (Optuna's table models, private; its ``_create_scoped_session`` where no upsert exists).
+    """
+    name = storage.engine.name
+    if name not in ("postgresql", "sqlite") or (
+        name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)
+    ):
+        # No upsert (Optuna's own condition): its one-row helpers, still in one transaction.
+        with _create_scoped_session(storage.scoped_session) as session:
+            for step, value in intermediate_values.items():
+                storage._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+            for key, item in user_attrs.items():
+                storage._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, item
+                )
+        return
+    upsert_values, upsert_attrs = _upserts(storage.engine.name)
+    trials = models.TrialModel.__table__
+    to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    # A connection, not an ORM session: a session's set-up and clean-up cost more than
+    # these three statements.
+    with storage.engine.begin() as connection:
+        state = connection.execute(
+            select(trials.c.state).where(trials.c.trial_id == trial_id)
+        ).scalar_one_or_none()
+        if state is None:
+            raise KeyError(models.NOT_FOUND_MSG)
+        storage.check_trial_is_updatable(trial_id, state)
+        if intermediate_values:
+            rows = []
+            for step, value in intermediate_values.items():
+                stored, kind = to_stored(value)
+                rows.append(
+                    {
+                        "trial_id": trial_id,
+                        "step": step,
+                        "intermediate_value": stored,
+                        "intermediate_value_type": kind,
+                    }
+                )
+            connection.execute(upsert_values, rows)
+        if user_attrs:
+            connection.execute(
+                upsert_attrs,
+                [
+                    {"trial_id": trial_id, "key": key, "value_json": json.dumps(item)}
+                    for key, item in user_attrs.items()
+                ],
+            )
+
+
+@functools.cache
+def _upserts(dialect_name: str) -> tuple[Any, Any]:
+    """Insert-or-update statements for a trial's intermediate values and user attributes,
+    on the unique keys of Optuna's tables; built once (SQLAlchemy caches their SQL)."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}[dialect_name]
+    values = models.TrialIntermediateValueModel.__table__
+    value_insert = dialect.insert(values)
+    attrs = models.TrialUserAttributeModel.__table__
+    attr_insert = dialect.insert(attrs)
+    return (
+        value_insert.on_conflict_do_update(
+            index_elements=[values.c.trial_id, values.c.step],
+            set_={
+                "intermediate_value": value_insert.excluded.intermediate_value,
+                "intermediate_value_type": value_insert.excluded.intermediate_value_type,
+            },
+        ),
+        attr_insert.on_conflict_do_update(
+            index_elements=[attrs.c.trial_id, attrs.c.key],
+            set_={"value_json": attr_insert.excluded.value_json},
+        ),
+    )
 
 
 def stale_trial_ids(storage: optuna.storages.RDBStorage, study_id: int) -> list[int]:

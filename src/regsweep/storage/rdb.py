@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,6 +91,13 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
                 return True
             return super().set_trial_state_values(trial_id, state, values)
 
+    def set_trial_records(
+        self, trial_id: int, intermediate_values: Mapping[int, float], user_attrs: Mapping[str, Any]
+    ) -> None:
+        """Store intermediate values and user attributes of a trial in one transaction
+        (what ``storage.cache`` batches; upserts, so safe to redo after a lost reply)."""
+        private.write_trial_records(self, trial_id, intermediate_values, user_attrs)
+
 
 _NOT_RETRIED = (
     "create_new_study",
@@ -119,6 +126,7 @@ _RETRIED = (
     "get_all_trials",
     "get_best_trial",
     "record_heartbeat",
+    "set_trial_records",
     *private.CACHE_BACKEND_READS,
     *private.CACHE_BACKEND_IDEMPOTENT_WRITES,
 )
@@ -126,7 +134,7 @@ for _name in _NOT_RETRIED + _RETRIED:
     setattr(
         ReconnectingRDBStorage,
         _name,
-        _guarded(getattr(optuna.storages.RDBStorage, _name), retry=_name in _RETRIED),
+        _guarded(getattr(ReconnectingRDBStorage, _name), retry=_name in _RETRIED),
     )
 
 

@@ -16,6 +16,7 @@ import optuna
 
 from regsweep.config.schema import StudyConfig, SweepConfig
 from regsweep.errors import ConfigError, StudyError
+from regsweep.storage.cache import worker_storage
 from regsweep.storage.settings import HeartbeatSettings
 from regsweep.storage.urls import redact
 from regsweep.sweep.space import grid, signature
@@ -117,7 +118,8 @@ def open_study(
         StudyError: the study exists with a different search space.
     """
     study = optuna.create_study(
-        storage=storage,
+        # A worker's own trials are written in batches and read from memory (storage.cache).
+        storage=worker_storage(storage),
         study_name=config.study_name,
         direction=config.study.direction,
         sampler=sampler or build_sampler(config),
