@@ -171,3 +171,30 @@ CACHE_BACKEND_READS = ("_get_trials", "_get_best_trial_id", "_get_stale_trial_id
 CACHE_BACKEND_IDEMPOTENT_WRITES = ("_set_trial_param",)
 # A trial created twice would be two trials: never redone blind.
 CACHE_BACKEND_WRITES = ("_create_new_trial",)
+
+
+class HyperbandPruner(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband, with the bracket studies it hands to samplers made once.
+
+    Hyperband gives samplers and its own pruners a ``_BracketStudy`` (a private class) for
+    the trial's bracket, made anew at every ``should_prune`` and every ``suggest_*``, each
+    with a per-trial cache of the study's trials of its own (``Study._thread_local``, which
+    ``ask`` and ``tell`` reset). So TPE, which reads the trials "once per trial" through
+    that cache, read them from the database at every suggestion. Here a study's bracket
+    studies are made once and share the study's own cache, as a plain study's sampler does.
+    """
+
+    # (id of the study, bracket) -> its bracket study. Made on first use, not in __init__,
+    # whose signature regsweep reads to check a sweep file's options. A bracket study holds
+    # its study, so an id cannot be reused while its entry exists.
+    _bracket_studies: dict[tuple[int, int], optuna.Study] | None = None
+
+    def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
+        if self._bracket_studies is None:
+            self._bracket_studies = {}
+        key = (id(study), bracket_id)
+        if key not in self._bracket_studies:
+            bracket = super()._create_bracket_study(study, bracket_id)
+            bracket._thread_local = study._thread_local  # the study's per-trial cache
+            self._bracket_studies[key] = bracket
+        return self._bracket_studies[key]
