@@ -2,40 +2,46 @@
 
 Optuna wraps an RDB storage in a per-process cache (``_CachedStorage``) that keeps finished
 trials in memory but goes to the database at every call about a running one. A worker's
-own running trial is exactly where a sweep's bookkeeping happens: a report every epoch,
-the pruner reading the trial back after every report, a dozen user attributes at its
-end. On ``sweeps/breast_cancer.yaml`` (epochs of about 10 ms) that was about 200 SQL
-statements per trial and as much time as the training itself (BENCHMARKS.md, "Trial
-overhead"). For the trials this process holds (it asked them, or took them from the
-queue, and has not told them yet), this cache:
+own running trial is exactly where a sweep's bookkeeping happens: five suggestions, a
+report every epoch, the pruner reading the trial back after every report, a dozen user
+attributes at its end, and every read of the study (by ``ask``, the sampler, the pruner)
+loading it again whole. On ``sweeps/breast_cancer.yaml`` (epochs of about 10 ms) that was
+about 200 SQL statements per trial and as much time as the training itself
+(BENCHMARKS.md, "Trial overhead").
 
-- writes their intermediate values and user attributes in batches, one transaction each:
-  a write goes out at once when the trial's last one is ``WRITE_INTERVAL_S`` old, else
-  with the next write after that, and every pending write goes out before the trial is
-  read from this process or its state changes. Optuna's own cache promises no more (a
-  write may be lost if the process dies; all of them are stored before the trial's state
-  changes), so a tell, a retry or a recovered trial sees what it saw before; a dashboard
-  still sees every epoch, at most ``WRITE_INTERVAL_S`` (or one epoch) later.
-- keeps their system attributes in memory once read. Only the worker that holds a trial
-  writes them (Hyperband's rungs, the sampler's notes: heartbeat recovery writes the
-  state and the trials it queues, never a running trial's system attributes), and a
-  pruner reads them back at every ``should_prune``, which read the whole trial each time.
+For the trials this process holds (it asked them, or took them from the queue, and has
+not told them yet), this cache:
+
+- writes their parameters, intermediate values and user attributes in batches, one
+  transaction each: parameters with the trial's next write (regsweep stores the five at
+  once when they are drawn: ``store_now``), the rest once the trial's last write is
+  ``WRITE_INTERVAL_S`` old, and everything before the trial is read from this process or
+  its state changes. Optuna's own cache promises no more (a write may be lost if the
+  process dies; all of them are stored before the trial's state changes), so a tell, a
+  retry or a recovered trial sees what it saw before, and a dashboard still sees every
+  epoch, at most ``WRITE_INTERVAL_S`` (or one epoch) later;
+- keeps their copies in the study's cache current with those writes, so that reads of
+  the study do not load them again while they run (``private.CachedStorage``);
+- keeps their system attributes in memory. Only the worker that holds a trial writes them
+  (Hyperband's rungs, the sampler's notes: heartbeat recovery writes a running trial's
+  state and a user attribute, and queues new trials), and a pruner reads them back at
+  every ``should_prune``, which loaded the whole trial each time;
 - keeps the id of a study name: Hyperband looks it up at every ``should_prune``.
 
-Parameters (``suggest_*``) and system attributes are still written at once: a dead
-worker's trial is retried with the parameters stored for it, and other workers' pruners
-compare their trials with this one's rungs.
+System attributes are still written at once: other workers' pruners compare their trials
+with this one's rungs.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
@@ -51,16 +57,29 @@ WRITE_INTERVAL_S = 0.1
 
 @dataclass
 class _Held:
-    """A trial this process holds: its writes not yet stored, and its system attributes."""
+    """A trial this process holds: its writes not yet stored, and what it knows of it."""
 
-    written_at: float = -math.inf  # monotonic time of its last write to the database
+    written_at: float  # monotonic time it was taken, then of its last write to the database
+    params: dict[str, private.ParamRecord] = field(default_factory=dict)
     intermediate_values: dict[int, float] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
     system_attrs: dict[str, Any] | None = None  # None until read once
+    # Whether the study's cached copy of it is current (this process's writes are applied
+    # to it): true for a trial it created, and for one it took from the queue once a read
+    # has loaded it as running.
+    current: bool = False
 
     @property
     def pending(self) -> bool:
-        return bool(self.intermediate_values or self.user_attrs)
+        return bool(self.params or self.intermediate_values or self.user_attrs)
+
+    def apply_pending(self, trial: FrozenTrial) -> None:
+        """Make ``trial`` (a copy read from the database) show the writes not yet stored."""
+        for name, (value, distribution, _) in self.params.items():
+            trial.params[name] = distribution.to_external_repr(value)
+            trial.distributions[name] = distribution
+        trial.intermediate_values.update(self.intermediate_values)
+        trial.user_attrs.update(self.user_attrs)
 
 
 class WorkerCache(private.CachedStorage):
@@ -71,8 +90,8 @@ class WorkerCache(private.CachedStorage):
         self.backend = backend
         self._held: dict[int, _Held] = {}  # trial id -> what this process holds of it
         self._study_ids: dict[str, int] = {}
-        # A study is used from one thread in regsweep; the lock only keeps the buffers whole
-        # should a caller use it from more.
+        # A study is used from one thread in regsweep; the lock keeps the buffers whole should
+        # a caller use it from more. Taken before Optuna's own lock, never after it.
         self._guard = threading.RLock()
 
     # -- studies -----------------------------------------------------------------------
@@ -91,11 +110,12 @@ class WorkerCache(private.CachedStorage):
     # -- which trials this process holds -----------------------------------------------
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        trial_id = super().create_new_trial(study_id, template_trial)
-        if template_trial is None or template_trial.state == TrialState.RUNNING:
-            with self._guard:
-                self._held[trial_id] = _Held()
-        return trial_id
+        with self._guard:
+            trial_id = super().create_new_trial(study_id, template_trial)
+            if template_trial is None or template_trial.state == TrialState.RUNNING:
+                # Optuna's cache keeps the trial as created: that copy is current.
+                self._held[trial_id] = _Held(written_at=time.monotonic(), current=True)
+            return trial_id
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
@@ -108,10 +128,54 @@ class WorkerCache(private.CachedStorage):
                 if state.is_finished():
                     self._held.pop(trial_id, None)
             if state == TrialState.RUNNING and changed:  # taken from the queue
-                self._held[trial_id] = _Held()
+                self._held[trial_id] = _Held(written_at=time.monotonic())
             return changed
 
+    def skips_reading(self, trial_id: int) -> bool:
+        held = self._held.get(trial_id)  # called under Optuna's lock: not under ours
+        return held is not None and held.current
+
+    def trials_read(self, trials: list[FrozenTrial]) -> None:
+        with self._guard:
+            for trial in trials:
+                held = self._held.get(trial._trial_id)
+                if held is None:
+                    continue
+                held.current = trial.state == TrialState.RUNNING
+                if held.current and held.pending:  # loaded without what it holds back
+                    self.edit_cached(trial._trial_id, held.apply_pending)
+
     # -- writes of held trials ---------------------------------------------------------
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        with self._guard:
+            held = self._held.get(trial_id)
+            if held is None:
+                super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+                return
+            # As Optuna's cache does: checked against the first distribution of that name,
+            # here at once (a contradicting one raises ValueError in suggest_*, as before).
+            previous = self.known_distribution(trial_id, param_name)
+            if previous is not None:
+                check_distribution_compatibility(previous, distribution)
+            held.params[param_name] = (param_value_internal, distribution, previous)
+            self.remember_distribution(trial_id, param_name, distribution)
+            if held.current:
+                external = distribution.to_external_repr(param_value_internal)
+
+                def add_param(trial: FrozenTrial) -> None:
+                    trial.params[param_name] = external
+                    trial.distributions[param_name] = distribution
+
+                self.edit_cached(trial_id, add_param)
+            # Not written yet: a trial's suggestions come one after another, and go out
+            # together, with its next write or read.
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
@@ -122,6 +186,11 @@ class WorkerCache(private.CachedStorage):
                 super().set_trial_intermediate_value(trial_id, step, intermediate_value)
                 return
             held.intermediate_values[step] = intermediate_value
+            if held.current:
+                self.edit_cached(
+                    trial_id,
+                    lambda trial: trial.intermediate_values.update({step: intermediate_value}),
+                )
             self._write_if_due(trial_id, held)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
@@ -131,17 +200,25 @@ class WorkerCache(private.CachedStorage):
                 super().set_trial_user_attr(trial_id, key, value)
                 return
             held.user_attrs[key] = value
+            if held.current:
+                self.edit_cached(trial_id, lambda trial: trial.user_attrs.update({key: value}))
             self._write_if_due(trial_id, held)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         with self._guard:
             super().set_trial_system_attr(trial_id, key, value)
             held = self._held.get(trial_id)
-            if held is not None and held.system_attrs is not None:
+            if held is None:
+                return
+            if held.system_attrs is not None:
                 held.system_attrs[key] = value
+            if held.current:
+                self.edit_cached(trial_id, lambda trial: trial.system_attrs.update({key: value}))
 
     def _write_if_due(self, trial_id: int, held: _Held) -> None:
-        if time.monotonic() - held.written_at >= WRITE_INTERVAL_S:
+        # Parameters wait for no interval: a retry of this trial (its worker killed) runs
+        # with the parameters stored for it.
+        if held.params or time.monotonic() - held.written_at >= WRITE_INTERVAL_S:
             self.flush(trial_id)
 
     def flush(self, trial_id: int) -> None:
@@ -149,16 +226,16 @@ class WorkerCache(private.CachedStorage):
 
         Raises ``UpdateFinishedTrialError`` if the trial was finished elsewhere, as the
         writes themselves would have; it is then no longer held, so that every later write
-        raises too.
+        raises too, and reads load it again.
         """
         with self._guard:
             held = self._held.get(trial_id)
             if held is None or not held.pending:
                 return
-            values, attrs = held.intermediate_values, held.user_attrs
-            held.intermediate_values, held.user_attrs = {}, {}
+            params, values, attrs = held.params, held.intermediate_values, held.user_attrs
+            held.params, held.intermediate_values, held.user_attrs = {}, {}, {}
             try:
-                self.backend.set_trial_records(trial_id, values, attrs)
+                self.backend.set_trial_records(trial_id, params, values, attrs)
             except UpdateFinishedTrialError:
                 self._held.pop(trial_id, None)
                 raise
@@ -183,6 +260,13 @@ class WorkerCache(private.CachedStorage):
             if held is None or held.system_attrs is None:
                 return super().get_trial_system_attrs(trial_id)  # through get_trial above
             return dict(held.system_attrs)
+
+
+def store_now(trial: optuna.Trial) -> None:
+    """Write what ``trial``'s worker holds back for it (if its study is on a worker cache)."""
+    storage = private.trial_storage(trial)
+    if isinstance(storage, WorkerCache):
+        storage.flush(private.trial_id(trial))
 
 
 def worker_storage(storage: Any) -> Any:

@@ -5,25 +5,23 @@ Each function names the private thing it reads, so an Optuna upgrade is fixed he
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import optuna
-from optuna.storages._cached_storage import _CachedStorage
+from optuna.distributions import BaseDistribution
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models  # private: the ORM models of Optuna's tables
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.trial import TrialState
-from sqlalchemy import select
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-
-# Optuna's per-process cache around an RDB storage: what ``optuna.create_study`` wraps an
-# ``RDBStorage`` in. ``storage.cache.WorkerCache`` extends it for a worker's own trials.
-CachedStorage = _CachedStorage
 
 
 def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -34,6 +32,11 @@ def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
     """
     storage = study._storage
     return getattr(storage, "_backend", storage)
+
+
+def trial_storage(trial: optuna.Trial) -> optuna.storages.BaseStorage:
+    """The storage an asked trial writes through (``Trial.storage``, not documented)."""
+    return trial.storage
 
 
 def trial_id(trial: optuna.Trial) -> int:
@@ -48,49 +51,62 @@ def grace_period_s(storage: optuna.storages.RDBStorage) -> float:
     return float(grace if grace is not None else 2 * interval)
 
 
+# A parameter to write: its internal value, its distribution, and the distribution this
+# process saw first for that name in the study (None: Optuna looks one up in the database).
+ParamRecord = tuple[float, BaseDistribution, BaseDistribution | None]
+
+
 def write_trial_records(
     storage: optuna.storages.RDBStorage,
     trial_id: int,
+    params: Mapping[str, ParamRecord],
     intermediate_values: Mapping[int, float],
     user_attrs: Mapping[str, Any],
 ) -> None:
-    """Write intermediate values and user attributes of one trial in one transaction.
+    """Write parameters, intermediate values and user attributes of one trial in one
+    transaction.
 
-    What ``set_trial_intermediate_value`` and ``set_trial_user_attr`` store, with their
-    check (``UpdateFinishedTrialError`` if the trial is finished); but each of those is a
-    transaction of its own that reads the trial and the row before writing it, through
-    the ORM. Here: one read of the trial's state, then one upsert per table for all rows
-    (Optuna's table models, private; its ``_create_scoped_session`` where no upsert exists).
+    What ``set_trial_param``, ``set_trial_intermediate_value`` and ``set_trial_user_attr``
+    store, with their checks (``UpdateFinishedTrialError`` if the trial is finished, a
+    distribution that contradicts the study's raises ``ValueError``); but each of those is
+    a transaction of its own that reads the trial and the row before writing. Here the
+    parameters go through Optuna's own helper (``_set_trial_param_without_commit``) and
+    the values and attributes through one upsert per table (Optuna's table models and
+    ``_create_scoped_session``: all private). A parameter that is already stored is what
+    a redo after a lost reply finds: the whole first attempt was committed, so the
+    integrity error is ignored, as Optuna's ``_set_trial_param`` does.
     """
     name = storage.engine.name
-    if name not in ("postgresql", "sqlite") or (
-        name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)
-    ):
-        # No upsert (Optuna's own condition): its one-row helpers, still in one transaction.
-        with _create_scoped_session(storage.scoped_session) as session:
-            for step, value in intermediate_values.items():
-                storage._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+    upsert = name in ("postgresql", "sqlite") and not (
+        name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)  # Optuna's condition
+    )
+    with _create_scoped_session(storage.scoped_session, ignore_integrity_error=True) as session:
+        for param, (value, distribution, previous) in params.items():
+            storage._set_trial_param_without_commit(
+                session, trial_id, param, value, distribution, previous
+            )
+        if not upsert:  # Optuna's one-row helpers, still in one transaction
+            for step, item in intermediate_values.items():
+                storage._set_trial_intermediate_value_without_commit(session, trial_id, step, item)
             for key, item in user_attrs.items():
                 storage._set_trial_attr_without_commit(
                     session, models.TrialUserAttributeModel, trial_id, key, item
                 )
-        return
-    upsert_values, upsert_attrs = _upserts(storage.engine.name)
-    trials = models.TrialModel.__table__
-    to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-    # A connection, not an ORM session: a session's set-up and clean-up cost more than
-    # these three statements.
-    with storage.engine.begin() as connection:
-        state = connection.execute(
-            select(trials.c.state).where(trials.c.trial_id == trial_id)
-        ).scalar_one_or_none()
-        if state is None:
-            raise KeyError(models.NOT_FOUND_MSG)
-        storage.check_trial_is_updatable(trial_id, state)
+            return
+        if not params:  # else checked by the parameters' helper already
+            trials = models.TrialModel.__table__
+            state = session.execute(
+                select(trials.c.state).where(trials.c.trial_id == trial_id)
+            ).scalar_one_or_none()
+            if state is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            storage.check_trial_is_updatable(trial_id, state)
+        upsert_values, upsert_attrs = _upserts(name)
         if intermediate_values:
+            to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
             rows = []
-            for step, value in intermediate_values.items():
-                stored, kind = to_stored(value)
+            for step, item in intermediate_values.items():
+                stored, kind = to_stored(item)
                 rows.append(
                     {
                         "trial_id": trial_id,
@@ -99,9 +115,9 @@ def write_trial_records(
                         "intermediate_value_type": kind,
                     }
                 )
-            connection.execute(upsert_values, rows)
+            session.execute(upsert_values, rows)
         if user_attrs:
-            connection.execute(
+            session.execute(
                 upsert_attrs,
                 [
                     {"trial_id": trial_id, "key": key, "value_json": json.dumps(item)}
@@ -132,6 +148,14 @@ def _upserts(dialect_name: str) -> tuple[Any, Any]:
             set_={"value_json": attr_insert.excluded.value_json},
         ),
     )
+
+
+def may_be_heartbeat_retry(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` carries what Optuna's ``RetryHeartbeatStaleTrialCallback`` writes on
+    the retries it queues: the system attributes its ``retried_trial_number`` and
+    ``retry_history`` read (``failed_trial``, ``retry_history``). Those two warn (as
+    experimental) at every call, which over every trial of a study adds up."""
+    return "failed_trial" in trial.system_attrs or "retry_history" in trial.system_attrs
 
 
 def stale_trial_ids(storage: optuna.storages.RDBStorage, study_id: int) -> list[int]:
@@ -174,7 +198,7 @@ CACHE_BACKEND_WRITES = ("_create_new_trial",)
 
 
 class HyperbandPruner(optuna.pruners.HyperbandPruner):
-    """Optuna's Hyperband, with the bracket studies it hands to samplers made once.
+    """Optuna's Hyperband, with its bracket studies made once and its brackets remembered.
 
     Hyperband gives samplers and its own pruners a ``_BracketStudy`` (a private class) for
     the trial's bracket, made anew at every ``should_prune`` and every ``suggest_*``, each
@@ -189,6 +213,20 @@ class HyperbandPruner(optuna.pruners.HyperbandPruner):
     # its study, so an id cannot be reused while its entry exists.
     _bracket_studies: dict[tuple[int, int], optuna.Study] | None = None
 
+    # (study name, trial number) -> bracket: Hyperband hashes both at every look, and its
+    # bracket studies filter every trial of the study by it at every rung.
+    _bracket_ids: dict[tuple[str, int], int] | None = None
+
+    def _get_bracket_id(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        if not self._pruners:  # not set up yet (it sets up on the first prune): bracket 0
+            return int(super()._get_bracket_id(study, trial))
+        if self._bracket_ids is None:
+            self._bracket_ids = {}
+        key = (study.study_name, trial.number)
+        if key not in self._bracket_ids:
+            self._bracket_ids[key] = super()._get_bracket_id(study, trial)
+        return self._bracket_ids[key]
+
     def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
         if self._bracket_studies is None:
             self._bracket_studies = {}
@@ -198,3 +236,119 @@ class HyperbandPruner(optuna.pruners.HyperbandPruner):
             bracket._thread_local = study._thread_local  # the study's per-trial cache
             self._bracket_studies[key] = bracket
         return self._bracket_studies[key]
+
+
+def trial_states(
+    storage: optuna.storages.RDBStorage, study_id: int, trial_ids: Iterable[int], after: int
+) -> list[tuple[int, TrialState]]:
+    """Id and state of the study's trials in ``trial_ids`` or with an id above ``after``:
+    the trials a read of Optuna's cache would load whole, in one small query."""
+    trials = models.TrialModel.__table__
+    wanted = trials.c.trial_id > after
+    ids = list(trial_ids)
+    if ids:
+        wanted = or_(wanted, trials.c.trial_id.in_(ids))
+    with storage.engine.connect() as connection:
+        rows = connection.execute(
+            select(trials.c.trial_id, trials.c.state).where(trials.c.study_id == study_id, wanted)
+        ).all()
+    return [(int(trial_id), state) for trial_id, state in rows]
+
+
+class CachedStorage(_CachedStorage):
+    """Optuna's per-process cache around an RDB storage (``_CachedStorage``: what
+    ``optuna.create_study`` wraps an ``RDBStorage`` in), with what ``storage.cache`` needs
+    of its insides, for the trials a worker holds.
+
+    Optuna's cache reads every unfinished trial of the study again, whole (its parameters,
+    values and attributes: six queries), at every read of the study: at every ``ask``,
+    sampler and pruner look. A worker's own running trial is among them, and it has
+    nothing new to read: this process wrote all of it. Here a read first asks the trials'
+    ids and states (one small query), and loads whole only the others, and a trial of
+    this process that is no longer running (failed by another worker, say).
+    """
+
+    def skips_reading(self, trial_id: int) -> bool:
+        """Whether a RUNNING trial's cached copy is current (it need not be read again)."""
+        return False
+
+    def trials_read(self, trials: list[FrozenTrial]) -> None:
+        """Called with the trials a read has just put in the cache."""
+
+    def edit_cached(self, trial_id: int, edit: Callable[[FrozenTrial], None]) -> None:
+        """Apply ``edit`` to the copy of a trial that reads of its study return.
+
+        To a new copy, which then replaces it: a list of trials read before (a pruner's,
+        a sampler's) keeps the trial as it was when read, as a list read from the
+        database would.
+        """
+        with self._lock:
+            where = self._trial_id_to_study_id_and_number.get(trial_id)
+            if where is None:
+                return
+            trials = self._studies[where[0]].trials
+            before = trials.get(where[1])
+            if before is None:
+                return
+            after = copy.copy(before)
+            after.params, after.distributions = dict(before.params), dict(before.distributions)
+            after.user_attrs, after.system_attrs = (
+                dict(before.user_attrs),
+                dict(before.system_attrs),
+            )
+            after.intermediate_values = dict(before.intermediate_values)
+            edit(after)
+            trials[where[1]] = after
+
+    def known_distribution(self, trial_id: int, param: str) -> BaseDistribution | None:
+        """The distribution the cache saw first for ``param`` in the study of ``trial_id``
+        (Optuna's cache checks every later one against it, and writes it with the next)."""
+        with self._lock:
+            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+            return self._studies[study_id].param_distribution.get(param)
+
+    def remember_distribution(
+        self, trial_id: int, param: str, distribution: BaseDistribution
+    ) -> None:
+        with self._lock:
+            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+            self._studies[study_id].param_distribution.setdefault(param, distribution)
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        """Optuna's read (``_CachedStorage._read_trials_from_remote_storage``), but trials
+        that ``skips_reading`` are not loaded again while they run."""
+        states = getattr(self._backend, "get_trial_states", None)
+        if states is None:  # not regsweep's RDB storage
+            super()._read_trials_from_remote_storage(study_id)
+            return
+        with self._lock:
+            if study_id not in self._studies:
+                self._studies[study_id] = _StudyInfo()
+            study = self._studies[study_id]
+            to_read = set()
+            for trial_id, state in states(
+                study_id, study.unfinished_trial_ids, study.last_finished_trial_id
+            ):
+                if state == TrialState.RUNNING and self.skips_reading(trial_id):
+                    study.unfinished_trial_ids.add(trial_id)  # read once it has finished
+                else:
+                    to_read.add(trial_id)
+            if not to_read:
+                return
+            # Optuna's own read of those: the ones listed, and any trial newer than them.
+            trials = self._backend._get_trials(
+                study_id,
+                states=None,
+                included_trial_ids=to_read,
+                trial_id_greater_than=max(to_read),
+            )
+            if not trials:
+                return
+            self._add_trials_to_cache(study_id, trials)
+            for trial in trials:  # as Optuna's read does
+                if not trial.state.is_finished():
+                    study.unfinished_trial_ids.add(trial._trial_id)
+                    continue
+                study.last_finished_trial_id = max(study.last_finished_trial_id, trial._trial_id)
+                study.unfinished_trial_ids.discard(trial._trial_id)
+        self.trials_read(trials)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,11 +92,22 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
             return super().set_trial_state_values(trial_id, state, values)
 
     def set_trial_records(
-        self, trial_id: int, intermediate_values: Mapping[int, float], user_attrs: Mapping[str, Any]
+        self,
+        trial_id: int,
+        params: Mapping[str, private.ParamRecord],
+        intermediate_values: Mapping[int, float],
+        user_attrs: Mapping[str, Any],
     ) -> None:
-        """Store intermediate values and user attributes of a trial in one transaction
-        (what ``storage.cache`` batches; upserts, so safe to redo after a lost reply)."""
-        private.write_trial_records(self, trial_id, intermediate_values, user_attrs)
+        """Store parameters, intermediate values and user attributes of a trial in one
+        transaction (what ``storage.cache`` batches; safe to redo after a lost reply)."""
+        private.write_trial_records(self, trial_id, params, intermediate_values, user_attrs)
+
+    def get_trial_states(
+        self, study_id: int, trial_ids: Iterable[int], after: int
+    ) -> list[tuple[int, TrialState]]:
+        """Id and state of the study's trials in ``trial_ids`` or newer than ``after``
+        (what ``storage.private.CachedStorage`` reads before it loads trials whole)."""
+        return private.trial_states(self, study_id, trial_ids, after)
 
 
 _NOT_RETRIED = (
@@ -127,6 +138,7 @@ _RETRIED = (
     "get_best_trial",
     "record_heartbeat",
     "set_trial_records",
+    "get_trial_states",
     *private.CACHE_BACKEND_READS,
     *private.CACHE_BACKEND_IDEMPOTENT_WRITES,
 )
