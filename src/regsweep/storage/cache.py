@@ -68,6 +68,9 @@ class _Held:
     # to it): true for a trial it created, and for one it took from the queue once a read
     # has loaded it as running.
     current: bool = False
+    # Created by this process and not read since: Optuna's Trial reads it back at once,
+    # and gets the copy Optuna's cache made of it when it was created.
+    fresh: bool = False
 
     @property
     def pending(self) -> bool:
@@ -114,7 +117,7 @@ class WorkerCache(private.CachedStorage):
             trial_id = super().create_new_trial(study_id, template_trial)
             if template_trial is None or template_trial.state == TrialState.RUNNING:
                 # Optuna's cache keeps the trial as created: that copy is current.
-                self._held[trial_id] = _Held(written_at=time.monotonic(), current=True)
+                self._held[trial_id] = _Held(time.monotonic(), current=True, fresh=True)
             return trial_id
 
     def set_trial_state_values(
@@ -246,8 +249,11 @@ class WorkerCache(private.CachedStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._guard:
             self.flush(trial_id)  # what this process wrote, it reads back
-            trial = super().get_trial(trial_id)
             held = self._held.get(trial_id)
+            created = self.cached_copy(trial_id) if held is not None and held.fresh else None
+            trial = created if created is not None else super().get_trial(trial_id)
+            if held is not None:
+                held.fresh = False
             if held is not None and held.system_attrs is None:
                 # Optuna's Trial reads its trial once when it is made: from then on, this
                 # process knows its system attributes.

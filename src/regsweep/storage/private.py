@@ -14,13 +14,20 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    check_distribution_compatibility,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models  # private: the ORM models of Optuna's tables
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 
@@ -67,62 +74,114 @@ def write_trial_records(
     transaction.
 
     What ``set_trial_param``, ``set_trial_intermediate_value`` and ``set_trial_user_attr``
-    store, with their checks (``UpdateFinishedTrialError`` if the trial is finished, a
-    distribution that contradicts the study's raises ``ValueError``); but each of those is
-    a transaction of its own that reads the trial and the row before writing. Here the
-    parameters go through Optuna's own helper (``_set_trial_param_without_commit``) and
-    the values and attributes through one upsert per table (Optuna's table models and
-    ``_create_scoped_session``: all private). A parameter that is already stored is what
-    a redo after a lost reply finds: the whole first attempt was committed, so the
-    integrity error is ignored, as Optuna's ``_set_trial_param`` does.
+    store, with their checks (``UpdateFinishedTrialError`` if the trial is finished;
+    ``ValueError`` for a distribution that contradicts the study's); but each of those is
+    a transaction of its own, through the ORM, that reads the trial and the row before
+    writing one value. Here: one read of the trial, then one statement per table for all
+    rows (Optuna's table models: private). A parameter that is already stored is what a
+    redo after a lost reply finds: the whole first attempt was committed, so that
+    integrity error is ignored, as Optuna's ``_set_trial_param`` ignores it.
     """
     name = storage.engine.name
-    upsert = name in ("postgresql", "sqlite") and not (
+    if name not in ("postgresql", "sqlite") or (
         name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)  # Optuna's condition
-    )
+    ):
+        _write_trial_records_one_by_one(storage, trial_id, params, intermediate_values, user_attrs)
+        return
+    trials = models.TrialModel.__table__
+    upsert_values, upsert_attrs = _upserts(name)
+    to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    try:
+        # A connection, not an ORM session: the session's set-up and clean-up cost more
+        # than these few statements.
+        with storage.engine.begin() as connection:
+            trial = connection.execute(
+                select(trials.c.state, trials.c.study_id).where(trials.c.trial_id == trial_id)
+            ).one_or_none()
+            if trial is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            storage.check_trial_is_updatable(trial_id, trial.state)
+            if params:
+                rows = []
+                for param, (value, distribution, previous) in params.items():
+                    _check_distribution(connection, trial.study_id, param, distribution, previous)
+                    rows.append(
+                        {
+                            "trial_id": trial_id,
+                            "param_name": param,
+                            "param_value": value,
+                            "distribution_json": distribution_to_json(distribution),
+                        }
+                    )
+                connection.execute(models.TrialParamModel.__table__.insert(), rows)
+            if intermediate_values:
+                rows = []
+                for step, item in intermediate_values.items():
+                    stored, kind = to_stored(item)
+                    rows.append(
+                        {
+                            "trial_id": trial_id,
+                            "step": step,
+                            "intermediate_value": stored,
+                            "intermediate_value_type": kind,
+                        }
+                    )
+                connection.execute(upsert_values, rows)
+            if user_attrs:
+                connection.execute(
+                    upsert_attrs,
+                    [
+                        {"trial_id": trial_id, "key": key, "value_json": json.dumps(item)}
+                        for key, item in user_attrs.items()
+                    ],
+                )
+    except IntegrityError:
+        if not params:
+            raise
+
+
+def _check_distribution(
+    connection: Connection,
+    study_id: int,
+    param: str,
+    distribution: BaseDistribution,
+    previous: BaseDistribution | None,
+) -> None:
+    """Optuna's check of a new parameter: against the distribution its cache saw first, or
+    else against one stored in the study (``_set_trial_param_without_commit``)."""
+    if previous is None:
+        stored_params, trials = models.TrialParamModel.__table__, models.TrialModel.__table__
+        stored = connection.execute(
+            select(stored_params.c.distribution_json)
+            .join(trials, trials.c.trial_id == stored_params.c.trial_id)
+            .where(trials.c.study_id == study_id, stored_params.c.param_name == param)
+            .limit(1)
+        ).scalar_one_or_none()
+        if stored is None:
+            return
+        previous = json_to_distribution(stored)
+    check_distribution_compatibility(previous, distribution)
+
+
+def _write_trial_records_one_by_one(
+    storage: optuna.storages.RDBStorage,
+    trial_id: int,
+    params: Mapping[str, ParamRecord],
+    intermediate_values: Mapping[int, float],
+    user_attrs: Mapping[str, Any],
+) -> None:
+    """:func:`write_trial_records` where the database has no upsert: Optuna's one-row
+    helpers, still in one transaction."""
     with _create_scoped_session(storage.scoped_session, ignore_integrity_error=True) as session:
         for param, (value, distribution, previous) in params.items():
             storage._set_trial_param_without_commit(
                 session, trial_id, param, value, distribution, previous
             )
-        if not upsert:  # Optuna's one-row helpers, still in one transaction
-            for step, item in intermediate_values.items():
-                storage._set_trial_intermediate_value_without_commit(session, trial_id, step, item)
-            for key, item in user_attrs.items():
-                storage._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, item
-                )
-            return
-        if not params:  # else checked by the parameters' helper already
-            trials = models.TrialModel.__table__
-            state = session.execute(
-                select(trials.c.state).where(trials.c.trial_id == trial_id)
-            ).scalar_one_or_none()
-            if state is None:
-                raise KeyError(models.NOT_FOUND_MSG)
-            storage.check_trial_is_updatable(trial_id, state)
-        upsert_values, upsert_attrs = _upserts(name)
-        if intermediate_values:
-            to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-            rows = []
-            for step, item in intermediate_values.items():
-                stored, kind = to_stored(item)
-                rows.append(
-                    {
-                        "trial_id": trial_id,
-                        "step": step,
-                        "intermediate_value": stored,
-                        "intermediate_value_type": kind,
-                    }
-                )
-            session.execute(upsert_values, rows)
-        if user_attrs:
-            session.execute(
-                upsert_attrs,
-                [
-                    {"trial_id": trial_id, "key": key, "value_json": json.dumps(item)}
-                    for key, item in user_attrs.items()
-                ],
+        for step, item in intermediate_values.items():
+            storage._set_trial_intermediate_value_without_commit(session, trial_id, step, item)
+        for key, item in user_attrs.items():
+            storage._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, item
             )
 
 
@@ -274,6 +333,13 @@ class CachedStorage(_CachedStorage):
 
     def trials_read(self, trials: list[FrozenTrial]) -> None:
         """Called with the trials a read has just put in the cache."""
+
+    def cached_copy(self, trial_id: int) -> FrozenTrial | None:
+        """A copy of the trial as reads of its study return it; None if not cached."""
+        with self._lock:
+            where = self._trial_id_to_study_id_and_number.get(trial_id)
+            trial = None if where is None else self._studies[where[0]].trials.get(where[1])
+            return copy.deepcopy(trial)
 
     def edit_cached(self, trial_id: int, edit: Callable[[FrozenTrial], None]) -> None:
         """Apply ``edit`` to the copy of a trial that reads of its study return.
