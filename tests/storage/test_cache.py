@@ -243,6 +243,11 @@ def test_a_sweep_samples_and_prunes_as_through_optunas_own_cache(
     assert [story(t) for t in runs["worker"]] == [story(t) for t in runs["optuna"]]
     assert any(t.state == TrialState.PRUNED for t in runs["worker"])  # Hyperband did prune
     assert statements["worker"] < statements["optuna"] / 2, statements
+    # What the worker reads of its own trials (copies it kept, not loaded again) is exactly
+    # what another process loads from the database, timestamps included.
+    outside = build_storage(f"sqlite:///{tmp_path / 'worker.db'}", heartbeat=None)
+    stored = optuna.load_study(study_name=config.study_name, storage=outside).get_trials()
+    assert runs["worker"] == stored
 
 
 def test_the_worker_cache_is_only_for_regsweeps_rdb_storage() -> None:

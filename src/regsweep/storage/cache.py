@@ -34,9 +34,11 @@ with this one's rungs.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +65,9 @@ class _Held:
     params: dict[str, private.ParamRecord] = field(default_factory=dict)
     intermediate_values: dict[int, float] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
-    system_attrs: dict[str, Any] | None = None  # None until read once
+    new_system_attrs: dict[str, Any] = field(default_factory=dict)  # not stored yet
+    system_attrs: dict[str, Any] | None = None  # all of them; None until read once
+    drawing: bool = False  # its parameters are being drawn (``drawn_together``)
     # Whether the study's cached copy of it is current (this process's writes are applied
     # to it): true for a trial it created, and for one it took from the queue once a read
     # has loaded it as running.
@@ -74,7 +78,9 @@ class _Held:
 
     @property
     def pending(self) -> bool:
-        return bool(self.params or self.intermediate_values or self.user_attrs)
+        return bool(
+            self.params or self.intermediate_values or self.user_attrs or self.new_system_attrs
+        )
 
     def apply_pending(self, trial: FrozenTrial) -> None:
         """Make ``trial`` (a copy read from the database) show the writes not yet stored."""
@@ -82,7 +88,7 @@ class _Held:
             trial.params[name] = distribution.to_external_repr(value)
             trial.distributions[name] = distribution
         trial.intermediate_values.update(self.intermediate_values)
-        trial.user_attrs.update(self.user_attrs)
+        trial.user_attrs.update({key: _as_stored(value) for key, value in self.user_attrs.items()})
 
 
 class WorkerCache(private.CachedStorage):
@@ -93,6 +99,7 @@ class WorkerCache(private.CachedStorage):
         self.backend = backend
         self._held: dict[int, _Held] = {}  # trial id -> what this process holds of it
         self._study_ids: dict[str, int] = {}
+        self._final: set[int] = set()  # told here; the cached copy is the stored trial
         # A study is used from one thread in regsweep; the lock keeps the buffers whole should
         # a caller use it from more. Taken before Optuna's own lock, never after it.
         self._guard = threading.RLock()
@@ -124,6 +131,7 @@ class WorkerCache(private.CachedStorage):
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
         with self._guard:
+            held = self._held.get(trial_id)
             try:
                 self.flush(trial_id)  # its writes are stored before its state changes
                 changed = super().set_trial_state_values(trial_id, state, values)
@@ -131,12 +139,30 @@ class WorkerCache(private.CachedStorage):
                 if state.is_finished():
                     self._held.pop(trial_id, None)
             if state == TrialState.RUNNING and changed:  # taken from the queue
-                self._held[trial_id] = _Held(written_at=time.monotonic())
+                self._held[trial_id] = _Held(time.monotonic())
+            elif state.is_finished() and held is not None and held.current:
+                # Told by this process: its copy in the cache becomes the stored trial, and
+                # neither the tell nor the next read of the study loads it again.
+                _, completed = self.backend.get_trial_state_and_end(trial_id)
+
+                def finish(trial: FrozenTrial) -> None:
+                    trial.state = state
+                    trial.values = None if values is None else [float(v) for v in values]
+                    trial.datetime_complete = completed
+
+                self.edit_cached(trial_id, finish)
+                self._final.add(trial_id)
             return changed
 
     def skips_reading(self, trial_id: int) -> bool:
         held = self._held.get(trial_id)  # called under Optuna's lock: not under ours
         return held is not None and held.current
+
+    def has_final_copy(self, trial_id: int) -> bool:
+        if trial_id in self._final:  # called once per trial, under Optuna's lock
+            self._final.discard(trial_id)
+            return True
+        return False
 
     def trials_read(self, trials: list[FrozenTrial]) -> None:
         with self._guard:
@@ -204,23 +230,49 @@ class WorkerCache(private.CachedStorage):
                 return
             held.user_attrs[key] = value
             if held.current:
-                self.edit_cached(trial_id, lambda trial: trial.user_attrs.update({key: value}))
+                stored = _as_stored(value)
+                self.edit_cached(trial_id, lambda trial: trial.user_attrs.update({key: stored}))
             self._write_if_due(trial_id, held)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         with self._guard:
-            super().set_trial_system_attr(trial_id, key, value)
             held = self._held.get(trial_id)
             if held is None:
+                super().set_trial_system_attr(trial_id, key, value)
                 return
+            held.new_system_attrs[key] = value
             if held.system_attrs is not None:
                 held.system_attrs[key] = value
             if held.current:
-                self.edit_cached(trial_id, lambda trial: trial.system_attrs.update({key: value}))
+                stored = _as_stored(value)
+                self.edit_cached(trial_id, lambda trial: trial.system_attrs.update({key: stored}))
+            # At once, with whatever else is pending: other workers' pruners compare their
+            # trials with this one's rungs. While its parameters are drawn, the sampler's
+            # notes wait for them (a moment).
+            if not held.drawing:
+                self.flush(trial_id)
+
+    @contextlib.contextmanager
+    def drawing(self, trial_id: int) -> Iterator[None]:
+        """Hold back the trial's parameters and its sampler's notes while they are drawn,
+        then store them as one write."""
+        with self._guard:
+            held = self._held.get(trial_id)
+            if held is None:
+                yield
+                return
+            held.drawing = True
+            try:
+                yield
+            finally:
+                held.drawing = False
+            self.flush(trial_id)
 
     def _write_if_due(self, trial_id: int, held: _Held) -> None:
-        # Parameters wait for no interval: a retry of this trial (its worker killed) runs
-        # with the parameters stored for it.
+        # Parameters wait for no interval (only for the others being drawn): a retry of
+        # this trial (its worker killed) runs with the parameters stored for it.
+        if held.drawing:
+            return
         if held.params or time.monotonic() - held.written_at >= WRITE_INTERVAL_S:
             self.flush(trial_id)
 
@@ -235,10 +287,12 @@ class WorkerCache(private.CachedStorage):
             held = self._held.get(trial_id)
             if held is None or not held.pending:
                 return
-            params, values, attrs = held.params, held.intermediate_values, held.user_attrs
-            held.params, held.intermediate_values, held.user_attrs = {}, {}, {}
+            params, values = held.params, held.intermediate_values
+            attrs, system_attrs = held.user_attrs, held.new_system_attrs
+            held.params, held.intermediate_values = {}, {}
+            held.user_attrs, held.new_system_attrs = {}, {}
             try:
-                self.backend.set_trial_records(trial_id, params, values, attrs)
+                self.backend.set_trial_records(trial_id, params, values, attrs, system_attrs)
             except UpdateFinishedTrialError:
                 self._held.pop(trial_id, None)
                 raise
@@ -250,14 +304,23 @@ class WorkerCache(private.CachedStorage):
         with self._guard:
             self.flush(trial_id)  # what this process wrote, it reads back
             held = self._held.get(trial_id)
-            created = self.cached_copy(trial_id) if held is not None and held.fresh else None
-            trial = created if created is not None else super().get_trial(trial_id)
+            trial = None
+            if held is not None and held.fresh:
+                trial = self.cached_copy(trial_id)  # as created, moments ago
+            elif held is not None and held.current:
+                # Its copy holds all that is stored of it, if no other worker has failed it
+                # meanwhile (as stale): only its state is read (``tell`` reads it first).
+                state, _ = self.backend.get_trial_state_and_end(trial_id)
+                if state == TrialState.RUNNING:
+                    trial = self.cached_copy(trial_id)
+            if trial is None:
+                trial = super().get_trial(trial_id)
             if held is not None:
                 held.fresh = False
-            if held is not None and held.system_attrs is None:
-                # Optuna's Trial reads its trial once when it is made: from then on, this
-                # process knows its system attributes.
-                held.system_attrs = dict(trial.system_attrs)
+                if held.system_attrs is None:
+                    # Optuna's Trial reads its trial once when it is made: from then on,
+                    # this process knows its system attributes.
+                    held.system_attrs = dict(trial.system_attrs)
             return trial
 
     def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
@@ -268,11 +331,29 @@ class WorkerCache(private.CachedStorage):
             return dict(held.system_attrs)
 
 
+def _as_stored(value: Any) -> Any:
+    """``value`` as the database gives it back: attributes are stored as JSON (a tuple comes
+    back a list, an integer key a string)."""
+    return json.loads(json.dumps(value))
+
+
 def store_now(trial: optuna.Trial) -> None:
     """Write what ``trial``'s worker holds back for it (if its study is on a worker cache)."""
     storage = private.trial_storage(trial)
     if isinstance(storage, WorkerCache):
         storage.flush(private.trial_id(trial))
+
+
+@contextlib.contextmanager
+def drawn_together(trial: optuna.Trial) -> Iterator[None]:
+    """Store ``trial``'s parameters drawn inside, and what its sampler notes meanwhile, as
+    one write at the end (on a worker cache; elsewhere each is written when made)."""
+    storage = private.trial_storage(trial)
+    if not isinstance(storage, WorkerCache):
+        yield
+        return
+    with storage.drawing(private.trial_id(trial)):
+        yield
 
 
 def worker_storage(storage: Any) -> Any:

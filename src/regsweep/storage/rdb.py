@@ -11,6 +11,7 @@ import functools
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,10 +98,13 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
         params: Mapping[str, private.ParamRecord],
         intermediate_values: Mapping[int, float],
         user_attrs: Mapping[str, Any],
+        system_attrs: Mapping[str, Any],
     ) -> None:
-        """Store parameters, intermediate values and user attributes of a trial in one
-        transaction (what ``storage.cache`` batches; safe to redo after a lost reply)."""
-        private.write_trial_records(self, trial_id, params, intermediate_values, user_attrs)
+        """Store parameters, intermediate values, user and system attributes of a trial in
+        one transaction (what ``storage.cache`` batches; safe to redo after a lost reply)."""
+        private.write_trial_records(
+            self, trial_id, params, intermediate_values, user_attrs, system_attrs
+        )
 
     def get_trial_states(
         self, study_id: int, trial_ids: Iterable[int], after: int
@@ -108,6 +112,10 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
         """Id and state of the study's trials in ``trial_ids`` or newer than ``after``
         (what ``storage.private.CachedStorage`` reads before it loads trials whole)."""
         return private.trial_states(self, study_id, trial_ids, after)
+
+    def get_trial_state_and_end(self, trial_id: int) -> tuple[TrialState, datetime | None]:
+        """A trial's state and ``datetime_complete``, without loading the rest of it."""
+        return private.trial_state_and_end(self, trial_id)
 
 
 _NOT_RETRIED = (
@@ -139,6 +147,7 @@ _RETRIED = (
     "record_heartbeat",
     "set_trial_records",
     "get_trial_states",
+    "get_trial_state_and_end",
     *private.CACHE_BACKEND_READS,
     *private.CACHE_BACKEND_IDEMPOTENT_WRITES,
 )
