@@ -279,6 +279,12 @@ def _upserts(dialect_name: str) -> tuple[Any, Any, Any]:
     return tuple(statements)
 
 
+def _reading(storage: optuna.storages.RDBStorage) -> Connection:
+    """A connection for one read, without a transaction around it: on PostgreSQL that
+    saves the round trips of ``BEGIN`` and of the ``ROLLBACK`` when it is given back."""
+    return storage.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def trial_states(
     storage: optuna.storages.RDBStorage, study_id: int, trial_ids: Iterable[int], after: int
 ) -> list[tuple[int, TrialState]]:
@@ -289,7 +295,7 @@ def trial_states(
     ids = list(trial_ids)
     if ids:
         wanted = or_(wanted, trials.c.trial_id.in_(ids))
-    with storage.engine.connect() as connection:
+    with _reading(storage) as connection:
         rows = connection.execute(
             select(trials.c.trial_id, trials.c.state).where(trials.c.study_id == study_id, wanted)
         ).all()
@@ -302,7 +308,7 @@ def trial_state_and_end(
     """A trial's state and ``datetime_complete`` (as a ``FrozenTrial`` shows it: the column
     holds naive UTC, ``TrialModel.datetime_complete`` turns it into naive local time)."""
     trials = models.TrialModel.__table__
-    with storage.engine.connect() as connection:
+    with _reading(storage) as connection:
         row = connection.execute(
             select(trials.c.state, trials.c.datetime_complete).where(trials.c.trial_id == trial_id)
         ).one_or_none()
