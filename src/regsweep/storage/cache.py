@@ -89,6 +89,9 @@ class _Held:
             trial.distributions[name] = distribution
         trial.intermediate_values.update(self.intermediate_values)
         trial.user_attrs.update({key: _as_stored(value) for key, value in self.user_attrs.items()})
+        trial.system_attrs.update(
+            {key: _as_stored(value) for key, value in self.new_system_attrs.items()}
+        )
 
 
 class WorkerCache(private.CachedStorage):
@@ -101,7 +104,8 @@ class WorkerCache(private.CachedStorage):
         self._study_ids: dict[str, int] = {}
         self._final: set[int] = set()  # told here; the cached copy is the stored trial
         # A study is used from one thread in regsweep; the lock keeps the buffers whole should
-        # a caller use it from more. Taken before Optuna's own lock, never after it.
+        # a caller use it from more. Taken before Optuna's own lock, never after it (the
+        # hooks Optuna's read calls under its lock only look up ``_held`` and ``_final``).
         self._guard = threading.RLock()
 
     # -- studies -----------------------------------------------------------------------
