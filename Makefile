@@ -40,7 +40,7 @@ test: lint typecheck unit
 compose-test: setup  ## docker compose up --scale worker=4 for real (needs Docker; about 4 min cached)
 	$(BIN)/pytest -m docker $(ARGS)
 
-BENCHMARKS := epoch_speed packed orchestration pruning workers memory quality ablation report_scale tabular
+BENCHMARKS := epoch_speed packed orchestration trial_overhead pruning workers memory quality ablation report_scale tabular
 
 bench: setup  ## every benchmark writes its section of BENCHMARKS.md (about 25 minutes)
 	for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py || exit 1; done
