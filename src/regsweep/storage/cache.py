@@ -171,12 +171,12 @@ class WorkerCache(private.CachedStorage):
     def trials_read(self, trials: list[FrozenTrial]) -> None:
         with self._guard:
             for trial in trials:
-                held = self._held.get(trial._trial_id)
+                held = self._held.get(private.trial_id(trial))
                 if held is None:
                     continue
                 held.current = trial.state == TrialState.RUNNING
                 if held.current and held.pending:  # loaded without what it holds back
-                    self.edit_cached(trial._trial_id, held.apply_pending)
+                    self.edit_cached(private.trial_id(trial), held.apply_pending)
 
     # -- writes of held trials ---------------------------------------------------------
 

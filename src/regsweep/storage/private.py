@@ -46,8 +46,8 @@ def trial_storage(trial: optuna.Trial) -> optuna.storages.BaseStorage:
     return trial.storage
 
 
-def trial_id(trial: optuna.Trial) -> int:
-    """The storage's id of an asked trial (``Trial._trial_id``; public API needs two queries)."""
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of a trial (``_trial_id``; public API needs two queries)."""
     return int(trial._trial_id)
 
 
