@@ -323,7 +323,8 @@ def write(
         "'sampling' is the five suggest calls, 'reports + attrs' the reports, pruning and "
         "user attributes inside the objective, 'rest' the budget lock and count, ask, "
         "stale-trial check, heartbeat and tell (with the attribute writes a worker batches "
-        "until the tell). SQL statements and commits are per trial. Load average "
+        "until the tell). SQL statements and commits (those that end a read included) are per "
+        "trial. Load average "
         f"{load_before:.2f} at the start, {load_after:.2f} at the end (whole run {elapsed:.0f} "
         "s).\n\n"
         + benchlib.table(

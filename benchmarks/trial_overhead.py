@@ -254,7 +254,8 @@ def report(
         f"the end (whole run {elapsed:.0f} s). Trials' wall: sum of complete - start; "
         "training + evaluation: sum of epochs_run x epoch_seconds (the engine's clock around "
         "each epoch's training and validation passes); launch: the whole `launch` call, "
-        "imports after the first included. SQL, commits and storage calls are per trial, "
+        "imports after the first included. SQL statements, commits (those that end a read "
+        "included) and calls into the RDB storage (not its calls to itself) are per trial, "
         "whole run (study creation and reads included).\n\n"
         + benchlib.table(
             [
