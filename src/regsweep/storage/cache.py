@@ -12,24 +12,25 @@ about 200 SQL statements per trial and as much time as the training itself
 For the trials this process holds (it asked them, or took them from the queue, and has
 not told them yet), this cache:
 
-- writes their parameters, intermediate values and user attributes in batches, one
-  transaction each: parameters with the trial's next write (regsweep stores the five at
-  once when they are drawn: ``store_now``), the rest once the trial's last write is
-  ``WRITE_INTERVAL_S`` old, and everything before the trial is read from this process or
-  its state changes. Optuna's own cache promises no more (a write may be lost if the
-  process dies; all of them are stored before the trial's state changes), so a tell, a
-  retry or a recovered trial sees what it saw before, and a dashboard still sees every
-  epoch, at most ``WRITE_INTERVAL_S`` (or one epoch) later;
+- writes their parameters, intermediate values, user and system attributes in batches,
+  one transaction each: the parameters and the sampler's notes together once drawn
+  (``drawn_together``, before the trial trains, so that a retry runs the same config),
+  the pruner's rungs at once (other workers' pruners compare with them), the rest once
+  the trial's last write is ``WRITE_INTERVAL_S`` old; and every pending write before the
+  trial is read from this process or its state changes. Optuna's own cache promises no
+  more (a write may be lost if the process dies; all of them are stored before the
+  trial's state changes), so a tell, a retry or a recovered trial sees what it saw
+  before, and a dashboard still sees every epoch, at most ``WRITE_INTERVAL_S`` (or one
+  epoch) later;
 - keeps their copies in the study's cache current with those writes, so that reads of
-  the study do not load them again while they run (``private.CachedStorage``);
+  the study do not load them again while they run (``private.CachedStorage``), a tell
+  reads only the trial's state (another worker may have failed it as stale), and a trial
+  it tells stays cached as stored;
 - keeps their system attributes in memory. Only the worker that holds a trial writes them
   (Hyperband's rungs, the sampler's notes: heartbeat recovery writes a running trial's
   state and a user attribute, and queues new trials), and a pruner reads them back at
   every ``should_prune``, which loaded the whole trial each time;
 - keeps the id of a study name: Hyperband looks it up at every ``should_prune``.
-
-System attributes are still written at once: other workers' pruners compare their trials
-with this one's rungs.
 """
 
 from __future__ import annotations
