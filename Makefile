@@ -40,7 +40,7 @@ test: lint typecheck unit
 compose-test: setup  ## docker compose up --scale worker=4 for real (needs Docker; about 4 min cached)
 	$(BIN)/pytest -m docker $(ARGS)
 
-BENCHMARKS := epoch_speed packed orchestration pruning workers memory quality ablation verdict_time verdict_calibration report_scale tabular
+BENCHMARKS := epoch_speed packed orchestration trial_overhead pruning workers memory quality ablation verdict_time verdict_calibration report_scale tabular
 
 bench: setup  ## every benchmark writes its section of BENCHMARKS.md (about 45 minutes, tabular.py 20 to 30 of them)
 	for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py || exit 1; done

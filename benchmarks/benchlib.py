@@ -30,11 +30,41 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+# The regsweep source a benchmark imports: this checkout's, or another commit's (a side-by-side
+# benchmark runs its baseline in a child process with this set, see ``baseline_source``).
+SOURCE_ENV = "REGSWEEP_BENCH_SRC"
+SRC = Path(os.environ.get(SOURCE_ENV, REPO / "src"))
 MNIST_T10K = Path(os.environ.get("REGSWEEP_MNIST_T10K", REPO.parent / "shared/data/mnist-t10k"))
 IMAGES = MNIST_T10K / "t10k-images-idx3-ubyte.gz"
 LABELS = MNIST_T10K / "t10k-labels-idx1-ubyte.gz"
 
-sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(SRC))
+
+
+def baseline_source(revision: str, folder: Path) -> Path:
+    """The ``src`` folder of commit ``revision`` of this repository, unpacked in ``folder``.
+
+    A side-by-side benchmark runs it in a child process (``SOURCE_ENV``), interleaved with
+    this checkout's code, so that the load of a shared machine falls on both alike.
+    """
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "src"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "src"
+
+
+def short_commit(revision: str) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", revision],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def mnist_t10k() -> tuple[np.ndarray, np.ndarray]:

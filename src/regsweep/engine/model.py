@@ -93,3 +93,16 @@ def make_optimizer(
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     raise ValueError(f"unknown optimizer {name!r} (allowed: adam, adamw, sgd)")
+
+
+def import_optimizer_runtime() -> None:
+    """Import now what the first ``torch.optim`` optimizer would: ``torch._dynamo``.
+
+    It costs 1 to 2 s of CPU (sympy, the compiler's front end), and it cannot be avoided
+    while trials use ``torch.optim``: every optimizer's ``step`` calls
+    ``torch._dynamo.graph_break()`` (``torch/optim/optimizer.py``), and the optimizer's
+    constructor imports it. A worker of solo trials imports it with its other imports, so
+    that it is not billed to its first trial. Packed trials never import it: the packed
+    engine does its own updates.
+    """
+    import torch._dynamo  # noqa: F401

@@ -11,7 +11,8 @@ import copy
 import functools
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,6 +93,31 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
                 return True
             return super().set_trial_state_values(trial_id, state, values)
 
+    def set_trial_records(
+        self,
+        trial_id: int,
+        params: Mapping[str, private.ParamRecord],
+        intermediate_values: Mapping[int, float],
+        user_attrs: Mapping[str, Any],
+        system_attrs: Mapping[str, Any],
+    ) -> None:
+        """Store parameters, intermediate values, user and system attributes of a trial in
+        one transaction (what ``storage.cache`` batches; safe to redo after a lost reply)."""
+        private.write_trial_records(
+            self, trial_id, params, intermediate_values, user_attrs, system_attrs
+        )
+
+    def get_trial_states(
+        self, study_id: int, trial_ids: Iterable[int], after: int
+    ) -> list[tuple[int, TrialState]]:
+        """Id and state of the study's trials in ``trial_ids`` or newer than ``after``
+        (what ``storage.private.CachedStorage`` reads before it loads trials whole)."""
+        return private.trial_states(self, study_id, trial_ids, after)
+
+    def get_trial_state_and_end(self, trial_id: int) -> tuple[TrialState, datetime | None]:
+        """A trial's state and ``datetime_complete``, without loading the rest of it."""
+        return private.trial_state_and_end(self, trial_id)
+
 
 _NOT_RETRIED = (
     "create_new_study",
@@ -120,6 +146,9 @@ _RETRIED = (
     "get_all_trials",
     "get_best_trial",
     "record_heartbeat",
+    "set_trial_records",
+    "get_trial_states",
+    "get_trial_state_and_end",
     *private.CACHE_BACKEND_READS,
     *private.CACHE_BACKEND_IDEMPOTENT_WRITES,
 )
@@ -127,7 +156,7 @@ for _name in _NOT_RETRIED + _RETRIED:
     setattr(
         ReconnectingRDBStorage,
         _name,
-        _guarded(getattr(optuna.storages.RDBStorage, _name), retry=_name in _RETRIED),
+        _guarded(getattr(ReconnectingRDBStorage, _name), retry=_name in _RETRIED),
     )
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from regsweep.storage import private
+
 # A trial's user attributes: the trial it retries (queued by regsweep after an interrupt),
 # and that it was failed because its worker stopped (Ctrl-C, SIGTERM, a lost database),
 # not because of anything it found: such a trial never uses up the budget.
@@ -30,6 +32,10 @@ def retried_number(trial: FrozenTrial) -> int | None:
     retried A and failed, C retries B: it says A for C), which would count B as finished;
     the last entry of ``retry_history`` is the trial retried directly.
     """
+    if RETRY_ATTR not in trial.user_attrs and not private.may_be_heartbeat_retry(trial):
+        # Most trials: this runs for every trial of the study at every take, and the
+        # callback's readers below warn (as experimental) at every call.
+        return None
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback
     history = callback.retry_history(trial)
     if history:

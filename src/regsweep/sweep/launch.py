@@ -58,10 +58,13 @@ def launch(
     import torch
 
     from regsweep.data.splits import load_splits, resolve_device
+    from regsweep.engine.model import import_optimizer_runtime
     from regsweep.sweep.objective import Objective
 
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
+    if config.study.pack == 1:
+        import_optimizer_runtime()  # not in the first trial's time
     splits = load_splits(config.data, config.study.seed, resolve_device(config.train.device))
     storage = build_storage(config.study.storage, heartbeat_settings(config.study))
     try:

@@ -9,6 +9,7 @@ import optuna
 
 from regsweep.config.schema import RULES, ParamSpec, SearchSpace
 from regsweep.errors import ConfigError
+from regsweep.storage.cache import drawn_together
 
 if TYPE_CHECKING:
     from regsweep.config.regularization import Regularization
@@ -34,9 +35,11 @@ def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
 def suggest_regularization(trial: optuna.Trial, space: SearchSpace) -> Regularization:
     from regsweep.engine.fit import Regularization  # PyTorch: imported only where trials train
 
-    return Regularization.from_params(
-        {name: suggest(trial, name, spec) for name, spec in space.items()}
-    )
+    # A worker's storage writes the five (and the sampler's notes) as one, stored before the
+    # trial trains: a retry of it, should its worker die, runs the same config.
+    with drawn_together(trial):
+        params = {name: suggest(trial, name, spec) for name, spec in space.items()}
+    return Regularization.from_params(params)
 
 
 def grid(space: SearchSpace) -> dict[str, list[Any]]:

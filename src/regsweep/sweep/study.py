@@ -16,6 +16,8 @@ import optuna
 
 from regsweep.config.schema import StudyConfig, SweepConfig, as_stored_then
 from regsweep.errors import ConfigError, StudyError
+from regsweep.storage import private
+from regsweep.storage.cache import worker_storage
 from regsweep.storage.settings import HeartbeatSettings
 from regsweep.storage.urls import redact
 from regsweep.sweep.space import grid, signature
@@ -71,7 +73,8 @@ def build_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
         options.setdefault("min_resource", 1)
         options.setdefault("max_resource", config.train.max_epochs)
         options.setdefault("reduction_factor", 3)
-        return _construct(optuna.pruners.HyperbandPruner, options, "study.pruner.options")
+        # Optuna's, with its bracket studies made once (storage.private.HyperbandPruner).
+        return _construct(private.HyperbandPruner, options, "study.pruner.options")
     if spec.name == "median":
         options.setdefault("n_startup_trials", 5)
         options.setdefault("n_warmup_steps", 1)
@@ -123,7 +126,8 @@ def open_study(
         StudyError: the study exists with a different search space.
     """
     study = optuna.create_study(
-        storage=storage,
+        # A worker's own trials are written in batches and read from memory (storage.cache).
+        storage=worker_storage(storage),
         study_name=config.study_name,
         direction=config.study.direction,
         sampler=sampler or build_sampler(config),
