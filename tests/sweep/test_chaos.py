@@ -50,7 +50,7 @@ HEARTBEAT_S = 1
 GRACE_S = 6
 
 N_TRIALS = 32
-EPOCHS = 8
+EPOCHS = 12
 FIRST_FLEET = (1, 4, 1, 4)  # packs of the workers started first: two solo, two packed
 FAULTS = ("SIGKILL",) * 3 + ("SIGTERM",) * 3 + ("CONNECTIONS",) * 2
 # Faults fire once this share of the budget is finished, at the latest: the rest leaves
@@ -504,7 +504,7 @@ def test_chaos_fleet_ends_with_exactly_its_budget(postgres_url: str, tmp_path: P
     print(f"chaos seed {SEED} (REGSWEEP_CHAOS_SEED), schedule:")
     for fault in faults:
         print(f"  {fault.kind:<11} after {fault.after:>2} finished trials + {fault.delay} s")
-    data = make_idx_dataset(tmp_path / "data", n_train=800, n_test=100)
+    data = make_idx_dataset(tmp_path / "data", n_train=3000, n_test=100)
     watch = StudyWatch(postgres_url, unique_name("chaos"))
     admin = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.NullPool)
     sweep = write_chaos_sweep(data, tmp_path, watch)
