@@ -6,10 +6,12 @@ Every data set goes through these functions, so a seed means the same thing ever
   A sweep holds out its validation rows with it (the rows that score trials and stop
   them early), and a file without a test split its test rows (with a fixed seed).
 - :func:`repetition` draws repetition *r* of ``ablate`` and ``paths``: its *assessment*
-  rows are fold ``r % folds`` of a stratified K-fold partition reshuffled every round of
-  ``folds`` repetitions (so after each round every row has been assessed exactly once),
-  and the rows left are split again into *fit* rows (training) and *validation* rows
-  (early stopping). A variant's effect is then measured on rows that chose nothing.
+  rows are fold ``r % folds`` of a stratified K-fold partition of the rows the sweep
+  trained on, reshuffled every round of ``folds`` repetitions (so after each round every
+  one of them has been assessed exactly once); the sweep's own validation rows, which
+  chose the best config, are never assessed. The rows left are split again into *fit*
+  rows (training) and *validation* rows (early stopping). A variant's effect is then
+  measured on rows that chose nothing: not the config, not its epoch.
 """
 
 from __future__ import annotations
@@ -84,17 +86,22 @@ def repetition(
     folds: int,
     val_fraction: float,
 ) -> Partition:
-    """Repetition ``index``: assessment fold, then fit and validation rows from the rest."""
+    """Repetition ``index`` of the study with ``study_seed``: assessment fold (of the rows
+    the sweep trained on), then fit and validation rows from all the others."""
     if folds < 2:
         raise ValueError(f"folds must be >= 2, but got {folds=}.")
-    n = len(y)
-    if n < 2 * folds:
+    # The sweep's validation rows chose the best config: they may train or stop a
+    # repetition's runs, but never assess them.
+    eligible = sweep_partition(y, task, val_fraction, study_seed).fit
+    if len(eligible) < 2 * folds:
         raise DataError(
-            f"data: {n} training rows are too few for {folds} assessment folds "
+            f"data: {len(eligible)} training rows are too few for {folds} assessment folds "
             f"(allowed: at least {2 * folds} rows, or fewer folds)"
         )
     round_, fold = divmod(index, folds)
-    rest, assess = _folds(y, task, folds, _derived(study_seed, 0, round_))[fold]
+    _, picked = _folds(y[eligible], task, folds, _derived(study_seed, 0, round_))[fold]
+    assess = eligible[picked]
+    rest = np.setdiff1d(np.arange(len(y)), assess)
     kept, held = holdout(y[rest], val_fraction, task, repetition_seed(study_seed, index))
     return Partition(np.sort(rest[kept]), np.sort(rest[held]), np.sort(assess))
 
