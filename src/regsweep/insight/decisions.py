@@ -26,7 +26,13 @@ alpha-spending plan fixed in advance (:class:`LookPlan`: Lan and DeMets' Pocock-
 spending function over the fraction of ``--max-repeats`` done), and a decision taken at
 any look is kept. Since the union of the looks' errors is bounded by the sum of what
 each look spends (Bonferroni's inequality), the chance of any wrong decision over all
-looks and all regularizers stays at most α, however the looks' statistics correlate.
+looks and all regularizers stays at most α, however the looks' statistics correlate, as
+far as each interval holds its level: the corrected resampled t is itself an
+approximation (it assumes a correlation of n_assess/n_train between repetitions), and
+Holm's guarantee for the direction of a decision (helps vs hurts) is approximate when
+the tests correlate, as these do (they share the best config's runs). The simulation in
+the tests checks the whole rule; BENCHMARKS.md checks it against fresh data. A rerun
+with a larger cap is a new run with its own error budget, not a continuation.
 """
 
 from __future__ import annotations
@@ -170,6 +176,7 @@ class LookPlan:
 
     looks: tuple[int, ...]
     alpha: float = ALPHA
+    step: int = 0  # repetitions between looks; 0: a fixed count, one look (--repeats)
 
     @classmethod
     def sequential(cls, first: int, step: int, cap: int, alpha: float = ALPHA) -> LookPlan:
@@ -181,7 +188,7 @@ class LookPlan:
         looks = list(range(min(first, cap), cap + 1, step))
         if looks[-1] != cap:
             looks.append(cap)
-        return cls(tuple(looks), alpha)
+        return cls(tuple(looks), alpha, step)
 
     @classmethod
     def fixed(cls, repeats: int, alpha: float = ALPHA) -> LookPlan:
@@ -196,29 +203,28 @@ class LookPlan:
 
     @property
     def is_fixed(self) -> bool:
-        return len(self.looks) == 1
+        return self.step == 0
 
     def with_cap(self, cap: int) -> LookPlan:
         """The same plan run up to ``cap`` repetitions (one look at ``cap`` if fixed)."""
         if self.is_fixed:
             return LookPlan.fixed(cap, self.alpha)
-        step = self.looks[1] - self.looks[0]
-        return LookPlan.sequential(self.looks[0], step, cap, self.alpha)
+        return LookPlan.sequential(self.looks[0], self.step, cap, self.alpha)
 
     def last_level(self, family: int) -> float:
-        """The per-test level of the last look for a Holm family of ``family`` open effects."""
+        """The per-test level of the last look for a Holm step over ``family`` effects."""
         return self.alpha_at(len(self.looks) - 1) / max(1, family)
 
 
 def cap_to_decide(
     effect: Effect, plan: LookPlan, family: int, min_effect: float, *, limit: int = 1000
 ) -> int | None:
-    """The smallest cap (``--max-repeats``, or ``--repeats`` for a fixed plan) whose last
-    look could decide ``effect`` at the mean and spread seen, in a Holm family of
-    ``family`` open effects; None if none up to ``limit`` could (the correction's floor)."""
-    step = 1 if plan.is_fixed else plan.looks[1] - plan.looks[0]
-    start = max(plan.looks[-1], effect.n)
-    for cap in range(start, limit + 1, step):
+    """The smallest cap above ``plan``'s (``--max-repeats``, or ``--repeats`` for a fixed
+    plan) whose last look could decide ``effect`` at the mean and spread seen, judged in
+    a Holm step over ``family`` effects; None if none up to ``limit`` could. Rough: a
+    larger cap also leaves its last look a smaller share of the error."""
+    step = plan.step or 1
+    for cap in range(plan.looks[-1] + step, limit + 1, step):
         candidate = plan.with_cap(cap)
         found = repetitions_to_decide(effect, candidate.last_level(family), min_effect, limit=cap)
         if found is not None:
@@ -244,11 +250,12 @@ class Sequential:
         self.looks: list[dict[str, object]] = []
         self.repetitions = 0
         self.stopped = ""
+        self.alpha = 0.0  # what the latest look spent
 
     def look(self, effects: Mapping[str, Effect], repetitions: int) -> str:
         """Judge one look's ``effects``; returns why it is the last look ("" to go on)."""
         index = len(self.looks)
-        alpha = self.plan.alpha_at(index)
+        alpha = self.alpha = self.plan.alpha_at(index)
         self.repetitions = repetitions
         self.latest = holm(
             {name: effects[name] for name in self.names}, self.min_effect, alpha=alpha
@@ -277,6 +284,11 @@ class Sequential:
     def decision(self, name: str) -> str:
         return str(self.decided.get(name, {}).get("decision", "undecided"))
 
+    def family(self, name: str) -> int:
+        """How many effects the latest look's Holm step that judged ``name`` was over."""
+        level = 1.0 - self.latest[name].effect.confidence
+        return max(1, round(self.alpha / level)) if level > 0 else len(self.names)
+
     def _stop_reason(self, index: int) -> str:
         """Why look ``index`` is the last one ("" if more repetitions should follow).
 
@@ -291,10 +303,14 @@ class Sequential:
             return "decided"
         looks = self.plan.looks
         if index == len(looks) - 1:
-            return "cap" if len(looks) > 1 else "fixed"
-        level = self.plan.last_level(len(open_))
+            return "fixed" if self.plan.is_fixed else "cap"
         if index >= 1 and all(
-            repetitions_to_decide(self.latest[n].effect, level, self.min_effect, limit=looks[-1])
+            repetitions_to_decide(
+                self.latest[n].effect,
+                self.plan.last_level(self.family(n)),
+                self.min_effect,
+                limit=looks[-1],
+            )
             is None
             for n in open_
         ):
@@ -306,13 +322,12 @@ class Sequential:
         with the cap that would roughly decide it at the spread seen (``cap``, and ``more``
         repetitions than were run; None: no cap up to 1,000 would)."""
         out: dict[str, dict[str, object]] = {}
-        open_ = self.open
         for name in self.names:
             if name in self.decided:
                 out[name] = self.decided[name]
                 continue
             judged = self.latest[name]
-            cap = cap_to_decide(judged.effect, self.plan, len(open_), self.min_effect)
+            cap = cap_to_decide(judged.effect, self.plan, self.family(name), self.min_effect)
             out[name] = {
                 **judged.as_dict(),
                 "repetitions": self.repetitions,
