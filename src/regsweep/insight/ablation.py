@@ -310,25 +310,32 @@ def headline_effects(result: dict[str, Any], names: list[str]) -> dict[str, Effe
 
 
 def _test_check(
-    test_rows: dict[str, dict[str, Any]], same_as: dict[str, str]
+    test_rows: dict[str, dict[int, dict[str, Any]]], same_as: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     """Each variant against the best config on the test rows: per row, the difference of
-    the two losses (and correctness) averaged over repetitions; t interval over rows."""
-    best = test_rows.get("best")
+    the two losses (and correctness) averaged over the repetitions where both trained
+    (a diverged run has none); a t interval over the rows. It carries the test rows'
+    sampling noise, not the training noise, which the average over repetitions holds fixed.
+    """
+    import numpy as np
+
+    best = test_rows.get("best", {})
     out: dict[str, dict[str, Any]] = {}
-    if best is None:
-        return out
     for key, found in test_rows.items():
         if key == "best" or same_as.get(key) == "best":
             continue
+        paired = sorted(set(found) & set(best))
+        if not paired:
+            continue
         out[key] = {}
-        for name in ("loss", "correct"):
-            if name not in found or name not in best:
+        for name, metric in (("loss", "test_loss"), ("correct", "test_accuracy")):
+            if name not in best[paired[0]]:
                 continue
-            diff = found[name] / found["n"] - best[name] / best["n"]
+            diff = np.mean(
+                [np.asarray(found[r][name]) - np.asarray(best[r][name]) for r in paired], axis=0
+            )
             mean, low, high = mean_interval(diff.tolist())
-            metric = "test_loss" if name == "loss" else "test_accuracy"
-            out[key][metric] = Effect(len(diff), mean, low, high).as_dict()
+            out[key][metric] = {**Effect(len(diff), mean, low, high).as_dict(), "runs": len(paired)}
     for key, twin in same_as.items():
         if twin in out:
             out[key] = out[twin]

@@ -242,8 +242,8 @@ class Retrainer:
         self.on_run = on_run
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.pool: Executor | None = None
-        # Per job, each test row's loss (and correctness) summed over its repetitions.
-        self.test_rows: dict[str, dict[str, Any]] = {}
+        # Per job and repetition, each test row's loss (and correctness).
+        self.test_rows: dict[str, dict[int, dict[str, Any]]] = {}
 
     def __enter__(self) -> Retrainer:
         return self
@@ -282,7 +282,9 @@ class Retrainer:
             # A pack returns all its jobs' runs at once; a solo task one run, of one job.
             found = value if key_of is None else {key_of: value}
             for key, run in found.items():
-                self._add_test_rows(key, run.pop(TEST_ROWS, None))
+                rows = run.pop(TEST_ROWS, None)
+                if rows is not None:
+                    self.test_rows.setdefault(key, {})[run["repetition"]] = rows
                 runs[key].append(run)
                 if self.on_run is not None and key in self.job_keys:
                     self.on_run(key, run)
@@ -317,17 +319,6 @@ class Retrainer:
                 initargs=(threads,),
             )
         return self.pool
-
-    def _add_test_rows(self, key: str, rows: dict[str, list[float]] | None) -> None:
-        if rows is None:
-            return
-        import numpy as np
-
-        total = self.test_rows.setdefault(key, {"n": 0})
-        for name, values in rows.items():
-            array = np.asarray(values, dtype=np.float64)
-            total[name] = total[name] + array if name in total else array
-        total["n"] += 1
 
 
 def run_retrains(
