@@ -16,7 +16,6 @@ from regsweep.config.schema import REGULARIZERS
 from regsweep.insight.ablation import (
     ALL,
     LABELS,
-    effects_of,
     is_current,
     values,
     variant_key,
@@ -79,7 +78,11 @@ def findings(result: dict[str, Any]) -> list[Finding]:
     """All regularization vs none first, then each regularizer, biggest effect first."""
     rows = {row["key"]: row for row in result["rows"]}
     best = rows["best"]
-    test_effects = effects_of(result) if result.get("has_test") else {}
+    # The test rows' check, where this design measured one (older ablations have none).
+    test_effects = {
+        key: {m: Effect.from_dict(found) for m, found in metrics.items()}
+        for key, metrics in (result.get("test_check") or {}).items()
+    }
     per_reg: list[Finding] = []
     for name in REGULARIZERS:
         row = rows[variant_key(name)]
@@ -120,7 +123,7 @@ def _finding(
     stored = result["verdicts"][name]
     judged = Judged.from_dict(stored)
     test = test_effects.get(variant_key(name), {}).get("test_loss")
-    sentence = _sentence(result, title, judged, stored, test, name)
+    sentence = _sentence(result, title, judged, stored, test, name) + _diverged_text(result, name)
     return Finding(
         name, title, judged.decision, judged.effect, sentence, evidence, judged.real, test
     )
@@ -195,21 +198,39 @@ def _sentence(
     if more is None:
         floor = _floor(effect)
         then = (
-            f"no number of repetitions would decide it on these rows: with the rows shared "
-            f"between repetitions its interval cannot get narrower than ±"
-            f"{format_value(metric, floor)}, which still reaches both 0 and ±{bound}"
+            "no cap up to 1,000 repetitions would decide it at the spread seen: with the "
+            "rows shared between repetitions its interval stays about "
+            f"±{format_value(metric, floor)} wide at best"
         )
     else:
         done = int(stored.get("repetitions") or effect.n)
         flag = "--repeats" if stored.get("fixed") else "--max-repeats"
         then = (
             f"about {more} more repetitions would decide it at the spread seen "
-            f"(ablate {flag} {stored.get('cap') or done + more})"
+            f"(ablate {flag} {stored.get('cap') or done + more}: a new run, with its own "
+            "error budget)"
         )
     bare = ci.removesuffix(f", {runs}")  # the count is said already
     return (
         f"{_cap(title)}: undecided after {runs}: without it {what} changes by {diff} "
         f"({bare}){extra}; {then}."
+    )
+
+
+def _diverged_text(result: dict[str, Any], name: str) -> str:
+    """`` (2 of 10 runs without it diverged and are left out)``, when any did."""
+    rows = {row["key"]: row for row in result["rows"]}
+    counts = {
+        which: sum(1 for run in rows[key]["runs"] if run.get("diverged"))
+        for which, key in (("without it", variant_key(name)), ("of the best config", "best"))
+    }
+    parts = [f"{n} run{'s' if n != 1 else ''} {which}" for which, n in counts.items() if n]
+    if not parts:
+        return ""
+    total = len(rows["best"]["runs"])
+    return (
+        f" Diverged and left out of the pairs: {' and '.join(parts)} (of {total} "
+        "repetitions): the effect is measured on the rest."
     )
 
 
