@@ -14,6 +14,7 @@ from regsweep.insight.decisions import (
     LookPlan,
     Sequential,
     cap_to_decide,
+    first_deciding_look,
     holm,
     judge,
     pocock_spending,
@@ -116,6 +117,48 @@ def test_repetitions_to_decide_by_hand() -> None:
     assert cap_to_decide(effect, LookPlan.fixed(5), 1, 1e-6) == 18
     assert cap_to_decide(effect, LookPlan.fixed(5), 2, 1e-6) > 18  # type: ignore[operator]
     assert cap_to_decide(floored, LookPlan.sequential(5, 5, 30), 1, 0.01) is None
+
+
+def test_the_first_look_that_would_decide_by_hand() -> None:
+    from scipy import stats
+
+    # Plan 5, 10, ..., 30 (six looks); look k spends 0.05·(ln(1 + (e-1)k/6) - ln(1 +
+    # (e-1)(k-1)/6)): 0.01259, 0.01005, 0.00836, 0.00716, 0.00626, 0.00557. With sd 1
+    # and the correction's ratio 0.25 a look's half-width is t(1 - a/2, n-1)·sqrt(1/n +
+    # 0.25): 2.888, 1.921, 1.726, 1.650, 1.613, 1.594.
+    plan = LookPlan.sequential(5, 5, 30)
+    spent = [0.05 * math.log(1 + (math.e - 1) * k / 6) for k in range(7)]
+    halves = [
+        stats.t.ppf(1 - (spent[k + 1] - spent[k]) / 2, n - 1) * math.sqrt(1 / n + 0.25)
+        for k, n in enumerate(plan.looks)
+    ]
+    assert halves[1] == pytest.approx(1.9208, abs=1e-3)
+    assert halves[2] == pytest.approx(1.7259, abs=1e-3)
+    # A mean of 1.8 is first excluded from 0 at the third look (15 repetitions) ...
+    effect = Effect(5, 1.8, -1.1, 4.7, sd=1.0, ratio=0.25)
+    assert first_deciding_look(effect, plan, 1, 0.1) == 15
+    # ... or, once 15 have run, at the fourth; in a Holm step over two effects each look
+    # is judged at half its error: 1.922 at the third look, 1.820 at the fourth, 1.768
+    # at the fifth.
+    assert first_deciding_look(effect, plan, 1, 0.1, after=15) == 20
+    assert first_deciding_look(effect, plan, 2, 0.1) == 25
+    # A mean of 1.5 stays inside every look's half-width (the last is 1.594): undecided.
+    assert first_deciding_look(Effect(5, 1.5, -1.4, 4.4, sd=1.0, ratio=0.25), plan, 1, 0.1) is None
+
+
+def test_an_effect_no_sequential_plan_decides_is_offered_one_fixed_look() -> None:
+    # Mean 0, sd 1, ratio 0.19, smallest effect 1.0: every look of any sequential plan
+    # spends at most 0.0126, where even endless repetitions leave the interval wider than
+    # ±2.5·sqrt(0.19) = 1.09, so the rule stops as futile at its second look. One look
+    # at a fixed count spends all 0.05: t(0.975, n-1)·sqrt(1/n + 0.19) is 1.0021 at
+    # n = 23 and 0.9957 at n = 24, inside ±1.0: `--repeats 24`.
+    rule = Sequential(LookPlan.sequential(5, 5, 30), ["a"], 1.0)
+    stops = [rule.look({"a": Effect(n, 0.0, None, None, sd=1.0, ratio=0.19).at(0.95)}, n)
+             for n in (5, 10)]  # fmt: skip
+    assert stops == ["", "futile"]
+    verdict = rule.verdicts()["a"]
+    assert verdict["decision"] == "undecided"
+    assert (verdict["fixed"], verdict["cap"], verdict["more"]) == (True, 24, 14)
 
 
 def test_the_spending_plan_by_hand() -> None:

@@ -211,23 +211,41 @@ class LookPlan:
             return LookPlan.fixed(cap, self.alpha)
         return LookPlan.sequential(self.looks[0], self.step, cap, self.alpha)
 
-    def last_level(self, family: int) -> float:
-        """The per-test level of the last look for a Holm step over ``family`` effects."""
-        return self.alpha_at(len(self.looks) - 1) / max(1, family)
+
+def first_deciding_look(
+    effect: Effect, plan: LookPlan, family: int, min_effect: float, *, after: int = 0
+) -> int | None:
+    """The first look of ``plan`` after ``after`` repetitions whose interval, at the error
+    that look spends in a Holm step over ``family`` effects, would decide ``effect`` if
+    its mean and spread stayed as seen (its repetitions); None if no such look would.
+
+    Every look is tried, not only the last: a Pocock-type plan spends the least at its
+    last look, so a look in between may decide what the last one could not."""
+    if effect.mean is None or effect.sd is None or effect.n < 2:
+        return None
+    indices = [k for k, n in enumerate(plan.looks) if n > after and n >= 2]
+    if not indices:
+        return None
+    n = np.array([plan.looks[k] for k in indices])
+    if effect.sd == 0.0:
+        return int(n[0])
+    level = np.array([plan.alpha_at(k) for k in indices]) / max(1, family)
+    half = stats.t.ppf(1.0 - level / 2.0, n - 1) * effect.sd * np.sqrt(1.0 / n + effect.ratio)
+    size = abs(effect.mean)
+    found = np.flatnonzero((size > half) | (size + half < min_effect))
+    return int(n[found[0]]) if len(found) else None
 
 
 def cap_to_decide(
     effect: Effect, plan: LookPlan, family: int, min_effect: float, *, limit: int = 1000
 ) -> int | None:
     """The smallest cap above ``plan``'s (``--max-repeats``, or ``--repeats`` for a fixed
-    plan) whose last look could decide ``effect`` at the mean and spread seen, judged in
-    a Holm step over ``family`` effects; None if none up to ``limit`` could. Rough: a
-    larger cap also leaves its last look a smaller share of the error."""
+    plan) with a look that could decide ``effect`` at the mean and spread seen, judged in
+    a Holm step over ``family`` effects; None if none up to ``limit`` could. Rough: it
+    projects today's mean and spread, and a rerun is a new run."""
     step = plan.step or 1
     for cap in range(plan.looks[-1] + step, limit + 1, step):
-        candidate = plan.with_cap(cap)
-        found = repetitions_to_decide(effect, candidate.last_level(family), min_effect, limit=cap)
-        if found is not None:
+        if first_deciding_look(effect, plan.with_cap(cap), family, min_effect) is not None:
             return cap
     return None
 
@@ -292,10 +310,10 @@ class Sequential:
     def _stop_reason(self, index: int) -> str:
         """Why look ``index`` is the last one ("" if more repetitions should follow).
 
-        *futile*: from the second look on, if even the planned maximum of repetitions at
-        the last look's level could not decide any open effect at the mean and spread
-        seen (the correction's floor on a small data set), more repetitions would only
-        cost time. Stopping early spends less error than planned, so it never weakens
+        *futile*: from the second look on, if none of the looks left in the plan, each at
+        the error it spends, could decide any open effect at the mean and spread seen
+        (the correction's floor on a small data set), more repetitions would only cost
+        time. Stopping early spends less error than planned, so it never weakens
         the guarantee.
         """
         open_ = self.open
@@ -305,11 +323,12 @@ class Sequential:
         if index == len(looks) - 1:
             return "fixed" if self.plan.is_fixed else "cap"
         if index >= 1 and all(
-            repetitions_to_decide(
+            first_deciding_look(
                 self.latest[n].effect,
-                self.plan.last_level(self.family(n)),
+                self.plan,
+                self.family(n),
                 self.min_effect,
-                limit=looks[-1],
+                after=looks[index],
             )
             is None
             for n in open_
@@ -327,14 +346,20 @@ class Sequential:
                 out[name] = self.decided[name]
                 continue
             judged = self.latest[name]
-            cap = cap_to_decide(judged.effect, self.plan, self.family(name), self.min_effect)
+            plan = self.plan
+            cap = cap_to_decide(judged.effect, plan, self.family(name), self.min_effect)
+            if cap is None and not plan.is_fixed:
+                # Looking often costs error: one look at a fixed count spends all of it,
+                # and may decide what no sequential plan could.
+                plan = LookPlan.fixed(self.repetitions, plan.alpha)
+                cap = cap_to_decide(judged.effect, plan, self.family(name), self.min_effect)
             out[name] = {
                 **judged.as_dict(),
                 "repetitions": self.repetitions,
                 "look": len(self.looks),
                 "cap": cap,
                 "more": None if cap is None else max(0, cap - self.repetitions),
-                "fixed": self.plan.is_fixed,
+                "fixed": plan.is_fixed,
             }
         return out
 

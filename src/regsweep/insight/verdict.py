@@ -197,18 +197,31 @@ def _sentence(
     more = stored.get("more")
     if more is None:
         floor = _floor(effect)
-        then = (
-            "no cap up to 1,000 repetitions would decide it at the spread seen: with the "
-            "rows shared between repetitions its interval stays about "
-            f"±{format_value(metric, floor)} wide at best"
-        )
+        limit = float(result.get("min_effect") or 0.0)
+        if abs(effect.mean) < floor and abs(effect.mean) + floor >= limit:
+            # The rows alone rule it out: even endless repetitions at this look's level.
+            why = (
+                f"with the rows shared between repetitions its interval stays about "
+                f"±{format_value(metric, floor)} wide at best, which still reaches both 0 "
+                f"and ±{bound}"
+            )
+        else:
+            why = (
+                f"endless repetitions at this look's level would narrow its interval to "
+                f"about ±{format_value(metric, floor)}, but a longer plan leaves each of its "
+                "looks a smaller share of the 5% error, too small to decide it"
+            )
+        then = f"no cap up to 1,000 repetitions would decide it at the spread seen: {why}"
     else:
         done = int(stored.get("repetitions") or effect.n)
-        flag = "--repeats" if stored.get("fixed") else "--max-repeats"
+        cap = stored.get("cap") or done + more
+        if stored.get("fixed"):  # one look: it spends all the error, looks in between none
+            how = f"ablate --repeats {cap}, one look"
+        else:
+            how = f"ablate --max-repeats {cap}"
         then = (
-            f"about {more} more repetitions would decide it at the spread seen "
-            f"(ablate {flag} {stored.get('cap') or done + more}: a new run, with its own "
-            "error budget)"
+            f"about {more} more repetitions would decide it at the spread seen ({how}: a "
+            "new run, with its own error budget)"
         )
     bare = ci.removesuffix(f", {runs}")  # the count is said already
     return (
