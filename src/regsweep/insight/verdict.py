@@ -220,8 +220,8 @@ def _sentence(
         else:
             how = f"ablate --max-repeats {cap}"
         then = (
-            f"about {more} more repetitions would decide it at the spread seen ({how}: a "
-            "new run, with its own error budget)"
+            f"about {more} more repetition{'' if more == 1 else 's'} would decide it at "
+            f"the spread seen ({how}: a new run, with its own error budget)"
         )
     bare = ci.removesuffix(f", {runs}")  # the count is said already
     return (
