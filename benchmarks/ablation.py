@@ -44,11 +44,14 @@ def main() -> None:
             unique.setdefault(effective(v.params, args.epochs), (v.key, v.params))
         jobs = list(unique.values())
         epochs: dict[str, int] = {}
+        rows: dict[str, int] = {}
 
         def case(engine: Engine) -> Callable[[], None]:
             def run() -> None:
                 runs = run_retrains(config, jobs, range(args.repetitions), workers=1, engine=engine)
                 epochs[engine] = sum(r["epochs_run"] for found in runs.values() for r in found)
+                first = next(iter(runs.values()))[0]
+                rows.update({k: first[f"n_{k}"] for k in ("assess", "fit", "val")})
 
             return run
 
@@ -57,7 +60,8 @@ def main() -> None:
     body = (
         f"{len(jobs)} variants x {args.repetitions} repetitions, up to {args.epochs} epochs, "
         f"batch 128, one thread, one process; real MNIST test set, 10,000 images (each "
-        f"repetition: 2,000 assessed, 6,400 fit, 1,600 validation); medians of "
+        f"repetition: {rows['assess']:,} assessed, {rows['fit']:,} fit, {rows['val']:,} "
+        f"validation); medians of "
         f"{args.rounds} interleaved rounds.\n\n"
         + benchlib.table(
             ["engine", "wall s", "epochs trained", "vs solo"],
