@@ -207,9 +207,8 @@ def _sentence(
             )
         else:
             why = (
-                f"endless repetitions at this look's level would narrow its interval to "
-                f"about ±{format_value(metric, floor)}, but a longer plan leaves each of its "
-                "looks a smaller share of the 5% error, too small to decide it"
+                f"endless repetitions would narrow its interval to about "
+                f"±{format_value(metric, floor)}, but only slowly, beyond 1,000"
             )
         then = f"no cap up to 1,000 repetitions would decide it at the spread seen: {why}"
     else:
