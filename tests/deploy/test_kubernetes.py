@@ -170,3 +170,18 @@ def test_output_file(sweep: Path, tmp_path: Path) -> None:
     docs = [d for d in yaml.safe_load_all(target.read_text()) if d]
     assert {d["kind"] for d in docs} >= {"Job", "ConfigMap"}
     assert f"kubectl apply -f {target}" in result.stderr
+
+
+def test_a_password_in_the_sweep_file_stays_out_of_the_config_map(
+    tiny_idx: IdxData, tmp_path: Path
+) -> None:
+    raw = idx_sweep(tiny_idx, tmp_path)
+    raw["study"]["storage"] = f"postgresql+psycopg://u:{SECRET_PASSWORD}@db:5432/x"
+    path = tmp_path / "sweep.yaml"
+    path.write_text("# the team's sweep\n" + yaml.safe_dump(raw, sort_keys=False))
+    text, docs = generate(path)
+    assert SECRET_PASSWORD not in text
+    (config_map,) = by_kind(docs)["ConfigMap"]
+    held = config_map["data"]["sweep.yaml"]
+    assert held.startswith("# the team's sweep\n")  # the file as written, comments kept
+    assert yaml.safe_load(held)["study"]["storage"] == "postgresql+psycopg://u:***@db:5432/x"

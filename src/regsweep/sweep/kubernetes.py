@@ -31,6 +31,7 @@ import yaml
 from regsweep.config.schema import SweepConfig
 from regsweep.errors import ConfigError
 from regsweep.storage.rdb import MAX_CONNECTIONS_PER_WORKER
+from regsweep.storage.urls import redact
 from regsweep.sweep.pool import worker_args
 
 SECRET = "regsweep-db"
@@ -224,6 +225,24 @@ def worker_container(
     }
 
 
+def without_password(sweep_text: str) -> str:
+    """The sweep file as the ConfigMap holds it: as written, but a password in its
+    ``study.storage`` replaced by ``***`` (the workers take their URL from the Secret, so
+    the file's is never used in the cluster, and a ConfigMap is no place for a secret)."""
+    raw = yaml.safe_load(sweep_text)
+    study = raw.get("study") if isinstance(raw, dict) else None
+    url = study.get("storage") if isinstance(study, dict) else None
+    if not isinstance(url, str) or redact(url) == url:
+        return sweep_text
+    # In place, to keep the user's comments and layout; rewritten whole where the URL is
+    # not written verbatim (quoted with escapes, say).
+    replaced = sweep_text.replace(url, redact(url))
+    if url not in replaced and yaml.safe_load(replaced)["study"]["storage"] == redact(url):
+        return replaced
+    study["storage"] = redact(url)
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
 def manifests(
     config: SweepConfig,
     sweep_text: str,
@@ -244,7 +263,7 @@ def manifests(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": f"{name}-sweep", "labels": _labels("sweep", study)},
-            "data": {"sweep.yaml": sweep_text},
+            "data": {"sweep.yaml": without_password(sweep_text)},
         }
     )
     labels = _labels("worker", study)
