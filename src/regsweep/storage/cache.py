@@ -301,6 +301,14 @@ class WorkerCache(private.CachedStorage):
             except UpdateFinishedTrialError:
                 self._held.pop(trial_id, None)
                 raise
+            except BaseException:
+                # Not stored: pending again (under anything written since), so that the
+                # cached copy is never taken for what the database holds.
+                held.params = {**params, **held.params}
+                held.intermediate_values = {**values, **held.intermediate_values}
+                held.user_attrs = {**attrs, **held.user_attrs}
+                held.new_system_attrs = {**system_attrs, **held.new_system_attrs}
+                raise
             held.written_at = time.monotonic()
 
     # -- reads of held trials ----------------------------------------------------------
@@ -363,5 +371,8 @@ def drawn_together(trial: optuna.Trial) -> Iterator[None]:
 
 def worker_storage(storage: Any) -> Any:
     """What a worker opens its study on: ``storage`` behind a :class:`WorkerCache` if it is
-    regsweep's RDB storage, else ``storage`` itself (in-memory storages need no cache)."""
-    return WorkerCache(storage) if isinstance(storage, ReconnectingRDBStorage) else storage
+    regsweep's RDB storage on a database with upserts, else ``storage`` itself (in-memory
+    storages need no cache; without upserts, Optuna's own writes, one at a time)."""
+    if isinstance(storage, ReconnectingRDBStorage) and private.has_upserts(storage):
+        return WorkerCache(storage)
+    return storage

@@ -22,7 +22,6 @@ from optuna.distributions import (
 )
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models  # private: the ORM models of Optuna's tables
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -137,6 +136,13 @@ def heartbeat_ages(storage: optuna.storages.RDBStorage, study_id: int) -> dict[i
 ParamRecord = tuple[float, BaseDistribution, BaseDistribution | None]
 
 
+def has_upserts(storage: optuna.storages.RDBStorage) -> bool:
+    """Whether :func:`write_trial_records` can write to ``storage``'s database: PostgreSQL,
+    or SQLite from 3.24 (Optuna's own condition for its upserts)."""
+    name = storage.engine.name
+    return name == "postgresql" or (name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24))
+
+
 def write_trial_records(
     storage: optuna.storages.RDBStorage,
     trial_id: int,
@@ -159,13 +165,6 @@ def write_trial_records(
     integrity error is ignored, as Optuna's ``_set_trial_param`` ignores it.
     """
     name = storage.engine.name
-    if name not in ("postgresql", "sqlite") or (
-        name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)  # Optuna's condition
-    ):
-        _write_trial_records_one_by_one(
-            storage, trial_id, params, intermediate_values, user_attrs, system_attrs
-        )
-        return
     trials = models.TrialModel.__table__
     upsert_values, upsert_user_attrs, upsert_system_attrs = _upserts(name)
     to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
@@ -243,33 +242,6 @@ def _check_distribution(
             return
         previous = json_to_distribution(stored)
     check_distribution_compatibility(previous, distribution)
-
-
-def _write_trial_records_one_by_one(
-    storage: optuna.storages.RDBStorage,
-    trial_id: int,
-    params: Mapping[str, ParamRecord],
-    intermediate_values: Mapping[int, float],
-    user_attrs: Mapping[str, Any],
-    system_attrs: Mapping[str, Any],
-) -> None:
-    """:func:`write_trial_records` where the database has no upsert: Optuna's one-row
-    helpers, still in one transaction."""
-    with _create_scoped_session(storage.scoped_session, ignore_integrity_error=True) as session:
-        for param, (value, distribution, previous) in params.items():
-            storage._set_trial_param_without_commit(
-                session, trial_id, param, value, distribution, previous
-            )
-        for step, item in intermediate_values.items():
-            storage._set_trial_intermediate_value_without_commit(session, trial_id, step, item)
-        for key, item in user_attrs.items():
-            storage._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial_id, key, item
-            )
-        for key, item in system_attrs.items():
-            storage._set_trial_attr_without_commit(
-                session, models.TrialSystemAttributeModel, trial_id, key, item
-            )
 
 
 @functools.cache
@@ -423,9 +395,11 @@ class CachedStorage(_CachedStorage):
                 self._studies[study_id] = _StudyInfo()
             study = self._studies[study_id]
             to_read = set()
+            newest = study.last_finished_trial_id
             for trial_id, state in states(
                 study_id, study.unfinished_trial_ids, study.last_finished_trial_id
             ):
+                newest = max(newest, trial_id)
                 if state == TrialState.RUNNING and self.skips_reading(trial_id):
                     study.unfinished_trial_ids.add(trial_id)  # read once it has finished
                 elif state.is_finished() and self.has_final_copy(trial_id):
@@ -436,12 +410,15 @@ class CachedStorage(_CachedStorage):
                     to_read.add(trial_id)
             if not to_read:
                 return
-            # Optuna's own read of those: the ones listed, and any trial newer than them.
+            # Optuna's own read of those: the ones listed, and any trial newer than every
+            # trial the states query saw (created since). Not "newer than the ones listed":
+            # that would load whole this worker's own running trial whenever an older
+            # trial of another worker still runs.
             trials = self._backend._get_trials(
                 study_id,
                 states=None,
                 included_trial_ids=to_read,
-                trial_id_greater_than=max(to_read),
+                trial_id_greater_than=newest,
             )
             if not trials:
                 return
