@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -137,36 +138,11 @@ class EarlyStopping:
         return self.stale_epochs >= self.patience
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean loss and accuracy over ``x``, in large batches, in eval mode.
-
-    For regression (float targets) the loss is the MSE on the standardized target and the
-    accuracy NaN: ``Splits.scores`` turns the MSE into RMSE and R².
-    """
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    regression = y.is_floating_point()
-    for start in range(0, len(x), EVAL_BATCH):
-        logits = model(x[start : start + EVAL_BATCH])
-        target = y[start : start + EVAL_BATCH]
-        loss_sum += batch_loss(logits, target, reduction="sum")
-        if not regression:
-            correct += (logits.argmax(dim=1) == target).sum()
-    model.train(was_training)
-    n = max(1, len(x))
-    return float(loss_sum) / n, math.nan if regression else float(correct) / n
-
-
-@torch.inference_mode()
-def row_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
-    """Each row's loss and, for classification, whether it was classified right (1 or 0).
-
-    What a per-row comparison of two models on the same rows needs (``ablate``'s check on
-    the test rows), in eval mode and large batches as :func:`evaluate`.
-    """
+def _scored_rows(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each row's loss and, for classification, whether it was classified right (1 or 0;
+    None for regression), in eval mode and large batches."""
     was_training = model.training
     model.eval()
     losses, correct = [], []
@@ -178,9 +154,32 @@ def row_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
         if not regression:
             correct.append((logits.argmax(dim=1) == target).float())
     model.train(was_training)
-    out = {"loss": torch.cat(losses).tolist() if losses else []}
-    if not regression:
-        out["correct"] = torch.cat(correct).tolist() if correct else []
+    empty = torch.zeros(0, device=x.device)
+    loss = torch.cat(losses) if losses else empty
+    return loss, None if regression else (torch.cat(correct) if correct else empty)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean loss and accuracy over ``x``, in large batches, in eval mode.
+
+    For regression (float targets) the loss is the MSE on the standardized target and the
+    accuracy NaN: ``Splits.scores`` turns the MSE into RMSE and R².
+    """
+    loss, correct = _scored_rows(model, x, y)
+    n = max(1, len(x))
+    return float(loss.sum()) / n, math.nan if correct is None else float(correct.sum()) / n
+
+
+@torch.inference_mode()
+def row_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each row's loss and, for classification, whether it was classified right (1 or 0),
+    as float32 arrays: what a per-row comparison of two models on the same rows needs
+    (``ablate``'s check on the test rows). Their means are :func:`evaluate`'s figures."""
+    loss, correct = _scored_rows(model, x, y)
+    out = {"loss": loss.float().cpu().numpy()}
+    if correct is not None:
+        out["correct"] = correct.cpu().numpy()
     return out
 
 

@@ -20,6 +20,7 @@ are scored too, as an independent check.
 from __future__ import annotations
 
 import hashlib
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Hashable, Iterable
@@ -88,11 +89,16 @@ def measure(
     run: dict[str, Any] = {**identity, **dict.fromkeys(metric_names(splits.task, STAGES))}
     for stage in STAGES:
         found = splits.stage(stage)
-        if found is not None:
+        if found is None:
+            continue
+        if stage != "test":
             run.update(splits.scores(stage, *evaluate(model, *found)))
-    test = splits.stage("test")
-    if test is not None:
-        run[TEST_ROWS] = row_losses(model, *test)
+            continue
+        # The test rows' scores per row, for the check that pairs variants row by row;
+        # their means are the test metrics.
+        rows = run[TEST_ROWS] = row_losses(model, *found)
+        accuracy = float(rows["correct"].mean()) if "correct" in rows else math.nan
+        run.update(splits.scores(stage, float(rows["loss"].mean()), accuracy))
     # The training loss of the measured weights in eval mode (no dropout, running BN
     # statistics): the same footing as the assessment loss, so the gap is overfitting,
     # not dropout's noise. Splits without assessment rows (the sweep's): on validation.
