@@ -18,10 +18,9 @@ from regsweep.insight.decisions import (
     holm,
     judge,
     pocock_spending,
-    repetitions_to_decide,
     tost_p_value,
 )
-from regsweep.insight.effects import Effect, paired_effect
+from regsweep.insight.effects import Effect, floor_width, paired_effect
 
 # Student's t, 97.5% quantiles from a printed table: 4 degrees of freedom.
 T_4 = 2.776445
@@ -102,16 +101,18 @@ def _unit_spread(n: int) -> list[float]:
     return list(raw / raw.std(ddof=1))
 
 
-def test_repetitions_to_decide_by_hand() -> None:
+def test_repetitions_that_would_decide_by_hand() -> None:
     # mean 0.05, sd 0.1, plain t at 95%: the interval excludes 0 once
     # t(0.975, n-1) · 0.1 / sqrt(n) < 0.05: n = 17 gives 2.1199/4.1231 = 0.0514 (not yet),
     # n = 18 gives 2.1098/4.2426 = 0.0497.
     effect = Effect(5, 0.05, -0.07, 0.17, sd=0.1)
-    assert repetitions_to_decide(effect, 0.05, 1e-6) == 18
+    assert first_deciding_look(effect, LookPlan.fixed(17), 1, 1e-6) is None
+    assert first_deciding_look(effect, LookPlan.fixed(18), 1, 1e-6) == 18
     # With the correction's floor 1.96 · 0.1 · sqrt(0.25) = 0.098 > 0.05, and a smallest
     # effect of 0.01, no number of repetitions decides it.
     floored = Effect(5, 0.05, -0.1, 0.2, sd=0.1, ratio=0.25)
-    assert repetitions_to_decide(floored, 0.05, 0.01) is None
+    assert first_deciding_look(floored, LookPlan.fixed(1000), 1, 0.01) is None
+    assert floor_width(0.1, 0.25, 0.05) == pytest.approx(1.959964 * 0.1 * 0.5)
     # The cap to suggest: one fixed look in a family of one spends all of 0.05, so 18;
     # in a family of two it is judged at 0.025 and needs more.
     assert cap_to_decide(effect, LookPlan.fixed(5), 1, 1e-6) == 18

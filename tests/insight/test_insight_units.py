@@ -495,3 +495,35 @@ def test_an_output_given_as_a_symlink_is_written_through(tmp_path: Path) -> None
     write_atomic(prepare_file(link, "-o"), lambda tmp: tmp.write_text("new"))
     assert link.is_symlink() and target.read_text() == "new"
     assert sorted(p.name for p in target.parent.iterdir()) == ["real.html"]  # no temp left
+
+
+def test_the_test_row_check_by_hand() -> None:
+    from regsweep.insight.ablation import _test_check
+
+    # Three test rows, two repetitions; "none" did not train in repetition 1 (diverged),
+    # so only repetition 0 pairs. Per row, loss differences 0.5 - 0.2, 0.4 - 0.3, 0.9 -
+    # 0.4 = 0.3, 0.1, 0.5: mean 0.3, sd 0.2, t(0.975, 2) = 4.302653 (printed tables), so
+    # 0.3 ± 4.302653 · 0.2 / sqrt(3) = 0.3 ± 0.49683.
+    best = {
+        0: {"loss": [0.2, 0.3, 0.4], "correct": [1.0, 1.0, 0.0]},
+        1: {"loss": [0.1, 0.1, 0.1], "correct": [1.0, 1.0, 1.0]},
+    }
+    none = {0: {"loss": [0.5, 0.4, 0.9], "correct": [1.0, 0.0, 0.0]}}
+    dropout = {0: best[0], 1: best[1]}  # the same as the best config: left out
+    check = _test_check(
+        {"best": best, "none": none, "dropout": dropout, "l1": best},
+        {"dropout": "best", "patience": "none"},
+    )
+    assert set(check) == {"none", "patience", "l1"}  # patience's twin is none's check
+    loss = check["none"]["test_loss"]
+    assert (loss["n"], loss["runs"]) == (3, 1)
+    assert loss["mean"] == pytest.approx(0.3)
+    assert loss["low"] == pytest.approx(0.3 - 0.49683, abs=1e-5)
+    assert loss["high"] == pytest.approx(0.3 + 0.49683, abs=1e-5)
+    # Correctness: 0, -1, 0 per row: mean -1/3, sd 0.57735, half-width 1.43422.
+    correct = check["none"]["test_accuracy"]
+    assert correct["mean"] == pytest.approx(-1 / 3)
+    assert correct["high"] - correct["mean"] == pytest.approx(1.43422, abs=1e-5)
+    assert check["patience"] == check["none"]
+    # A variant identical to the best on every paired row: no spread, interval at 0.
+    assert check["l1"]["test_loss"]["mean"] == 0 and check["l1"]["test_loss"]["runs"] == 2

@@ -146,7 +146,7 @@ def run_ablation(
         for v in rows
         if unique[effective(v.params, max_epochs)].key != v.key
     }
-    tested = [name for name in (ALL, *REGULARIZERS) if same_as.get(variant_key(name)) != "best"]
+    tested = findings_to_test(same_as)
     if on_start is not None:
         on_start(len(unique) * plan.looks[-1])
     runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in unique.values()}
@@ -217,6 +217,12 @@ def run_ablation(
     study.set_user_attr(ABLATION_ATTR, result)
     study.set_user_attr(ABLATION_TABLE_ATTR, table_lines(result))
     return result
+
+
+def headline(result: dict[str, Any]) -> str:
+    """The metric a verdict or a path is told in: the assessment loss (the validation loss
+    for older results, measured before there were assessment rows)."""
+    return str(result.get("headline", "val_loss"))
 
 
 def findings_to_test(same_as: dict[str, str]) -> list[str]:

@@ -10,8 +10,8 @@ One regularizer's effect (``insight.effects``) is decided by its interval:
   matters. That is an equivalence test (two one-sided tests, TOST, each at half the
   interval's level); an interval that excludes 0 and still lies inside is a real but
   negligible effect, and is reported as negligible *and* real;
-- *undecided*: neither. :func:`repetitions_to_decide` says roughly how many repetitions
-  would decide it at the spread seen, or that none would: the correction for shared
+- *undecided*: neither. :func:`cap_to_decide` says roughly how many repetitions would
+  decide it at the spread seen, or that none would: the correction for shared
   training rows keeps every interval wider than ``±t·sd·sqrt(n_assess/n_train)``.
 
 A verdict tests several regularizers at once, so :func:`holm` adjusts for the number of
@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from regsweep.insight.effects import CONFIDENCE, Effect
+from regsweep.insight.effects import CONFIDENCE, Effect, floor_width, half_width
 
 ALPHA = 1.0 - CONFIDENCE  # the family-wise error rate of one verdict, all looks together
 
@@ -146,24 +146,6 @@ def tost_p_value(effect: Effect, bound: float) -> float | None:
     return max(above_low, below_high)
 
 
-def repetitions_to_decide(
-    effect: Effect, level: float, min_effect: float, *, limit: int = 10_000
-) -> int | None:
-    """The fewest repetitions whose interval at two-sided ``level`` would decide ``effect``,
-    if its mean and spread stayed as seen; None if no number up to ``limit`` would (the
-    correction's floor: the interval never gets narrower than ±t·sd·sqrt(ratio))."""
-    if effect.mean is None or effect.sd is None or effect.n < 2:
-        return None
-    if effect.sd == 0.0:
-        return effect.n
-    n = np.arange(max(2, effect.n), limit + 1)
-    half = stats.t.ppf(1.0 - level / 2.0, n - 1) * effect.sd * np.sqrt(1.0 / n + effect.ratio)
-    size = abs(effect.mean)
-    decides = (size > half) | (size + half < min_effect)
-    found = np.flatnonzero(decides)
-    return int(n[found[0]]) if len(found) else None
-
-
 def pocock_spending(fraction: float, alpha: float = ALPHA) -> float:
     """Lan and DeMets' Pocock-type spending function: the error spent by ``fraction``."""
     fraction = min(1.0, max(0.0, fraction))
@@ -230,7 +212,7 @@ def first_deciding_look(
     if effect.sd == 0.0:
         return int(n[0])
     level = np.array([plan.alpha_at(k) for k in indices]) / max(1, family)
-    half = stats.t.ppf(1.0 - level / 2.0, n - 1) * effect.sd * np.sqrt(1.0 / n + effect.ratio)
+    half = half_width(n, effect.sd, effect.ratio, level)
     size = abs(effect.mean)
     found = np.flatnonzero((size > half) | (size + half < min_effect))
     return int(n[found[0]]) if len(found) else None
@@ -361,6 +343,11 @@ class Sequential:
                 "more": None if cap is None else max(0, cap - self.repetitions),
                 "fixed": plan.is_fixed,
             }
+            if cap is None and judged.effect.sd is not None:
+                # How narrow endless repetitions would make it, at the level of the last
+                # plan tried: one look at a fixed count, all of the error for its Holm step.
+                level = plan.alpha_at(len(plan.looks) - 1) / self.family(name)
+                out[name]["floor"] = floor_width(judged.effect.sd, judged.effect.ratio, level)
         return out
 
 

@@ -24,8 +24,9 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
@@ -138,15 +139,27 @@ def paired_effect(
     return _interval(n, mean, statistics.stdev(diffs), ratio, confidence)
 
 
+def half_width(n: Any, sd: float, ratio: float, level: Any) -> Any:
+    """The corrected resampled t interval's half-width: t(1 - level/2, n-1)·sd·sqrt(1/n +
+    ratio), for ``n`` repetitions at two-sided error ``level`` (numbers or numpy arrays)."""
+    return stats.t.ppf(1.0 - level / 2.0, n - 1) * sd * np.sqrt(1.0 / n + ratio)
+
+
+def floor_width(sd: float, ratio: float, level: float) -> float:
+    """The half-width that :func:`half_width` approaches with endless repetitions,
+    z(1 - level/2)·sd·sqrt(ratio): a data set's rows limit what repetitions can resolve."""
+    return float(stats.norm.ppf(1.0 - level / 2.0) * sd * math.sqrt(ratio))
+
+
 def _interval(n: int, mean: float, sd: float, ratio: float, confidence: float) -> Effect:
     if sd == 0.0:
         # With no spread at all the interval is the value itself (scipy would give NaN).
         p = 1.0 if mean == 0.0 else 0.0
         return Effect(n, mean, mean, mean, p, 0.0, ratio, confidence)
     se = sd * math.sqrt(1.0 / n + ratio)
-    quantile = float(stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, n - 1))
+    half = float(half_width(n, sd, ratio, 1.0 - confidence))
     p = float(2.0 * stats.t.sf(abs(mean) / se, n - 1))
-    return Effect(n, mean, mean - quantile * se, mean + quantile * se, p, sd, ratio, confidence)
+    return Effect(n, mean, mean - half, mean + half, p, sd, ratio, confidence)
 
 
 def mean_interval(

@@ -29,6 +29,7 @@ from regsweep.insight.ablation import (
     ablation_seeds,
     complete,
     correction_ratio,
+    headline,
     values,
 )
 from regsweep.insight.effects import Effect, paired_effect
@@ -153,11 +154,6 @@ def run_paths(
 def stored_paths(study: optuna.Study) -> dict[str, Any] | None:
     value = study.user_attrs.get(PATHS_ATTR)
     return value if isinstance(value, dict) and "paths" in value else None
-
-
-def headline(result: dict[str, Any]) -> str:
-    """The metric a path is drawn in: the assessment loss (validation for older paths)."""
-    return str(result.get("headline", "val_loss"))
 
 
 def point_effect(result: dict[str, Any], key: str, metric: str | None = None) -> Effect:

@@ -12,22 +12,22 @@ from optuna.trial import FrozenTrial
 
 from regsweep.insight import figures
 from regsweep.insight.ablation import (
+    correction_ratio,
     effects_of,
     format_effect,
     format_mean,
+    headline,
     is_current,
     stored_metrics,
 )
-from regsweep.insight.effects import Effect, mean_interval
+from regsweep.insight.effects import Effect, paired_effect
 from regsweep.insight.metrics import LOWER_IS_BETTER, label
-from regsweep.insight.paths import headline as path_headline
 from regsweep.insight.paths import point_effect
 from regsweep.insight.sections import Cell, FindingItem, Findings, Section
 from regsweep.insight.verdict import (
     design_line,
     epochs_line,
     findings,
-    headline,
     reference_line,
     why_rows,
 )
@@ -188,14 +188,17 @@ def paths_section(paths: dict[str, Any] | None, best: FrozenTrial, name: str) ->
         )
     _stale(section, paths, best, "paths")
     runs = len(paths["seeds"])
-    metric = path_headline(paths)
+    metric = headline(paths)
+    # The gap is measured on assessment rows too, which repetitions share: corrected as
+    # the effects are (older paths, on fixed rows: ratio 0, the plain t).
+    ratio = correction_ratio(paths["runs"]["best"])
     for reg, points in paths["paths"].items():
         shown = []
         for point in points:
             effect = point_effect(paths, point["key"])
-            gap, gap_low, gap_high = mean_interval(
-                [run.get("gap") for run in paths["runs"][point["key"]]]
-            )
+            gaps = [run.get("gap") for run in paths["runs"][point["key"]]]
+            band = paired_effect(gaps, [0.0] * len(gaps), ratio=ratio)
+            gap, gap_low, gap_high = band.mean, band.low, band.high
             shown.append(
                 figures.PathPoint(
                     point["label"],

@@ -16,12 +16,13 @@ from regsweep.config.schema import REGULARIZERS
 from regsweep.insight.ablation import (
     ALL,
     LABELS,
+    headline,
     is_current,
     values,
     variant_key,
 )
 from regsweep.insight.decisions import Decision, Judged
-from regsweep.insight.effects import Effect
+from regsweep.insight.effects import Effect, floor_width
 from regsweep.insight.metrics import format_value, label, metrics_in, secondary
 from regsweep.sweep.progress import format_param
 
@@ -63,10 +64,6 @@ class Why:
     other_best_epoch: float | None  # the epoch of the other run's best validation loss
     secondary_metric: str = "assess_accuracy"  # accuracy, or R² for regression
     gap_of: str = "assessment"  # which loss the gap is measured on
-
-
-def headline(result: dict[str, Any]) -> str:
-    return str(result.get("headline", "val_loss"))
 
 
 def unit(result: dict[str, Any], n: int) -> str:
@@ -196,7 +193,7 @@ def _sentence(
         )
     more = stored.get("more")
     if more is None:
-        floor = _floor(effect)
+        floor = float(stored.get("floor") or _floor(effect))
         limit = float(result.get("min_effect") or 0.0)
         if abs(effect.mean) < floor and abs(effect.mean) + floor >= limit:
             # The rows alone rule it out: even endless repetitions at this look's level.
@@ -247,12 +244,9 @@ def _diverged_text(result: dict[str, Any], name: str) -> str:
 
 
 def _floor(effect: Effect) -> float:
-    """The half-width the interval approaches with endless repetitions (z·sd·sqrt(ratio))."""
-    from scipy import stats
-
-    level = 1.0 - effect.confidence
-    z = float(stats.norm.ppf(1.0 - level / 2.0))
-    return z * (effect.sd or 0.0) * effect.ratio**0.5
+    """The half-width the interval approaches with endless repetitions, at its own level
+    (for verdicts stored without the floor their decisions computed)."""
+    return floor_width(effect.sd or 0.0, effect.ratio, 1.0 - effect.confidence)
 
 
 def _secondary(result: dict[str, Any], name: str) -> str:
