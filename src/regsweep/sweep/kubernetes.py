@@ -239,8 +239,7 @@ def without_password(sweep_text: str) -> str:
     replaced = sweep_text.replace(url, redact(url))
     if url not in replaced and yaml.safe_load(replaced)["study"]["storage"] == redact(url):
         return replaced
-    study["storage"] = redact(url)
-    return yaml.safe_dump(raw, sort_keys=False)
+    return yaml.safe_dump({**raw, "study": {**study, "storage": redact(url)}}, sort_keys=False)
 
 
 def manifests(
