@@ -231,7 +231,9 @@ def without_password(sweep_text: str) -> str:
     the file's is never used in the cluster, and a ConfigMap is no place for a secret)."""
     raw = yaml.safe_load(sweep_text)
     study = raw.get("study") if isinstance(raw, dict) else None
-    url = study.get("storage") if isinstance(study, dict) else None
+    if not isinstance(study, dict):
+        return sweep_text
+    url = study.get("storage")
     if not isinstance(url, str) or redact(url) == url:
         return sweep_text
     # In place, to keep the user's comments and layout; rewritten whole where the URL is
