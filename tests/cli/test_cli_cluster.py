@@ -112,6 +112,12 @@ def test_sqlite_is_allowed_when_pinned_to_one_node(sweep: Path) -> None:
     assert "--nodes=1" in found and "--nodelist=node7" in found
 
 
+@pytest.mark.parametrize("limit", ["0", "UNLIMITED", "infinite"])
+def test_no_time_limit_is_slurms_own_words(sweep: Path, limit: str) -> None:
+    found = directives(script_of(sweep, "--storage", PG, f"--time={limit}"))
+    assert f"--time={limit}" in found and "--signal=B:TERM@120" in found
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -123,6 +129,10 @@ def test_sqlite_is_allowed_when_pinned_to_one_node(sweep: Path) -> None:
         (["--storage", PG, "--mem=lots"], "error: --mem: 'lots' is not a Slurm memory size"),
         (["--storage", PG, "--sbatch-option=qos=x"], "error: --sbatch-option: 'qos=x'"),
         (["--storage", PG, "--cpus-per-worker=0"], "error: --cpus-per-worker: 0"),
+        # One #SBATCH line each: a line break would put a command into the script.
+        (["--storage", PG, "--partition=a\nrm -rf ~"], "error: --partition: 'a\\nrm -rf ~'"),
+        (["--storage", PG, "--account= "], "error: --account: ' ' is not allowed"),
+        (["--workers=2", "--nodelist="], "error: --nodelist: '' is not allowed"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(sweep: Path, args: list[str], message: str) -> None:

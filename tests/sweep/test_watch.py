@@ -17,10 +17,11 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import IdxData, idx_sweep
+from tests.conftest import IdxData, idx_sweep, run_cli_here
 from tests.processes import Proc, StudyWatch, cli_env, reaped, regsweep, start, wait_until
 
 EPOCHS = 200
@@ -160,3 +161,15 @@ def test_watch_follows_workers_in_other_processes_until_the_budget(
     assert "running:" in screen and "epoch " in screen and "val_loss" in screen, screen
     assert f"on {host}:" in screen, screen
     assert f"budget of {n_trials} trials met" in screen, screen
+
+
+@pytest.mark.parametrize("budget", ["0", "-3"])
+def test_a_budget_below_one_is_one_line_and_exit_2(tmp_path: Path, budget: str) -> None:
+    # Without a sweep file the budget is not checked by the sweep file's schema.
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    result = run_cli_here("watch", "--storage", url, f"--n-trials={budget}")
+    assert result.code == 2
+    assert (
+        result.stderr.strip() == f"error: --n-trials: {budget} is not allowed (allowed: 1 or more)"
+    )
+    assert not (tmp_path / "none.db").exists()  # nothing created

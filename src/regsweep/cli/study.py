@@ -24,7 +24,7 @@ from regsweep.cli.app import (
 from regsweep.config.loading import load_sweep
 from regsweep.config.schema import REGULARIZERS
 from regsweep.data.tasks import best_scores, format_metric
-from regsweep.errors import StudyError
+from regsweep.errors import ConfigError, StudyError
 from regsweep.signals import Terminated, sigterm_as_exception
 from regsweep.sweep.locate import StudyRef, locate, open_existing, open_existing_storage
 from regsweep.sweep.progress import format_params, trials_table
@@ -136,6 +136,8 @@ def watch(
     from regsweep.sweep.watch import watch as follow
 
     config = None
+    if n_trials is not None and n_trials < 1:  # as the sweep file's study.n_trials
+        raise ConfigError(f"--n-trials: {n_trials} is not allowed (allowed: 1 or more)")
     if sweep is not None:
         config = load_sweep(sweep, flags=sweep_flags(storage, study, n_trials))
         ref = StudyRef(config.study.storage, config.study_name)
@@ -159,7 +161,7 @@ def watch(
                     "stores no budget or epochs; give the sweep file it runs"
                 )
             budget = Budget(
-                n_trials or current.study.n_trials,
+                current.study.n_trials if n_trials is None else n_trials,
                 (stored or current).train.max_epochs,
                 current.study.grace_period,
             )

@@ -41,6 +41,8 @@ MAX_SIGNAL_S = 0xFFFF
 # Slurm's time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
 # days-hours:minutes, days-hours:minutes:seconds.
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+# What sbatch takes for no time limit of the job's own.
+NO_TIME_LIMIT = ("UNLIMITED", "INFINITE")
 _MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
 
 SQLITE_ON_A_CLUSTER = (
@@ -70,16 +72,20 @@ class SlurmOptions:
 
 
 def time_limit_s(text: str) -> int:
-    """Seconds of a Slurm time limit (``90``, ``1:30:00``, ``2-00:00:00``).
+    """Seconds of a Slurm time limit (``90``, ``1:30:00``, ``2-00:00:00``); 0 for none
+    (``0``, ``UNLIMITED``, ``INFINITE``: the partition's maximum applies).
 
     Raises:
         ConfigError: not one of Slurm's formats.
     """
+    if text.strip().upper() in NO_TIME_LIMIT:
+        return 0
     match = _TIME.match(text.strip())
     if match is None:
         raise ConfigError(
             f"--time: {text!r} is not a Slurm time limit (allowed: MINUTES, MINUTES:SECONDS, "
-            "HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS)"
+            "HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS, "
+            "or 0, UNLIMITED or INFINITE for none)"
         )
     days, first, second, third = (int(g) if g else 0 for g in match.groups())
     if match.group(1) is not None:  # days-hours[:minutes[:seconds]]
@@ -108,7 +114,7 @@ def check(config: SweepConfig, options: SlurmOptions) -> None:
         )
     if options.time is not None:
         limit = time_limit_s(options.time)
-        if options.signal_s and options.signal_s >= limit:
+        if limit and options.signal_s and options.signal_s >= limit:
             raise ConfigError(
                 f"--signal: SIGTERM {options.signal_s} s before a time limit of {limit} s "
                 f"(--time {options.time}) would stop every worker at once; give --signal "
@@ -119,6 +125,17 @@ def check(config: SweepConfig, options: SlurmOptions) -> None:
             f"--mem: {options.mem!r} is not a Slurm memory size (allowed: a number with an "
             "optional unit K, M, G or T, e.g. 4G)"
         )
+    for flag, value in (
+        ("--partition", options.partition),
+        ("--account", options.account),
+        ("--nodelist", options.nodelist),
+    ):
+        # Each becomes one #SBATCH line: an empty or multi-line value would end the
+        # directives early, or put a shell command into the script.
+        if value is not None and (not value.strip() or any(c in value for c in "\n\r")):
+            raise ConfigError(
+                f"{flag}: {value!r} is not allowed (one line, not empty, e.g. {flag}=NAME)"
+            )
     for option in options.sbatch_options:
         if not option.startswith("-") or "\n" in option or "\r" in option:
             raise ConfigError(
