@@ -147,9 +147,19 @@ def load_repetition(
 ) -> Splits:
     """Repetition ``index`` of ``ablate`` and ``paths``: fit, validation and assessment rows
     drawn afresh from the training data (``data.resample.repetition``), the preprocessor
-    refitted on the fit rows; the test rows, if any, are the data set's own."""
+    refitted on the fit rows; the test rows, if any, are the data set's own. Cached per
+    process, like :func:`load_splits`: a worker training one variant at a time, and the
+    gradient-boosting reference, ask for the same repetition in turn."""
+    return _load_repetition_cached(config.model_dump_json(), study_seed, index, str(device), folds)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_repetition_cached(
+    config_json: str, study_seed: int, index: int, device: str, folds: int
+) -> Splits:
     from regsweep.data.resample import repetition
 
+    config = DataConfig.model_validate_json(config_json)
     raw = read_rows(config)
     partition = repetition(
         raw.y,
@@ -159,7 +169,7 @@ def load_repetition(
         folds=folds,
         val_fraction=config.val_fraction,
     )
-    return build_splits(raw, partition, str(device))
+    return build_splits(raw, partition, device)
 
 
 def read_rows(config: DataConfig) -> RawData:

@@ -124,7 +124,7 @@ def run_ablation(
     that equal another (a regularizer the best config already had off) are trained once
     and share their numbers.
     """
-    from regsweep.insight.retrain import repetition_splits
+    from regsweep.insight.retrain import check_data
 
     config = require_config(study)
     verdict = verdict or config.verdict
@@ -134,8 +134,7 @@ def run_ablation(
     max_epochs = config.train.max_epochs
     rows = variants(best.params, max_epochs)
     plan = plan_for(verdict, repeats)
-    # Fail fast on bad data (and too few rows for the folds) before any worker starts.
-    has_test = repetition_splits(config, 0).test_x is not None
+    has_test = check_data(config)
 
     unique: dict[tuple[Any, ...], Variant] = {}
     for variant in rows:

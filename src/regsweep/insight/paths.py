@@ -33,7 +33,7 @@ from regsweep.insight.ablation import (
     values,
 )
 from regsweep.insight.effects import Effect, paired_effect
-from regsweep.insight.retrain import Engine, repetition_splits, run_retrains
+from regsweep.insight.retrain import Engine, check_data, run_retrains
 from regsweep.insight.studyview import effective, require_best, require_config, varied_params
 
 PATHS_ATTR = "regsweep_paths"
@@ -98,8 +98,7 @@ def run_paths(
     best = complete(best_trial.params)
     chosen = names if names is not None else varied_params(study)
     n = repeats if repeats is not None else default_repeats(config)
-    # Fail fast on bad data (and too few rows for the folds) before any worker starts.
-    has_test = repetition_splits(config, 0).test_x is not None
+    has_test = check_data(config)
 
     jobs: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {
         effective(best, max_epochs): ("best", best)

@@ -54,17 +54,24 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def repetition_splits(config: SweepConfig, index: int) -> Splits:
-    """Repetition ``index``'s rows of ``config``'s data, on its device."""
+def repetition_splits(config: SweepConfig, index: int, *, device: str | None = None) -> Splits:
+    """Repetition ``index``'s rows of ``config``'s data, on its device (or ``device``)."""
     from regsweep.data.splits import load_repetition, resolve_device
 
     return load_repetition(
         config.data,
         config.study.seed,
         index,
-        resolve_device(config.train.device),
+        device or resolve_device(config.train.device),
         folds=config.verdict.folds,
     )
+
+
+def check_data(config: SweepConfig) -> bool:
+    """Read and split the data as repetition 0 does, on the CPU (the workers build their
+    own), so that bad data or too few rows for the folds fail before any worker starts;
+    whether the data set has a test split."""
+    return repetition_splits(config, 0, device="cpu").test_x is not None
 
 
 def repetition_seed(config: SweepConfig, index: int) -> int:
